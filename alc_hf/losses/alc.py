@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sentence_transformers.sentence_transformer.model import SentenceTransformer
+from torch import Tensor, nn
+
+from alc_hf.losses.backbones import build_base_loss
+from alc_hf.losses.batch import ScoredBatch
+from alc_hf.losses.distributed import average_gradients_across_processes, is_distributed
+from alc_hf.losses.functional import hardest_negative_indices, pair_head_listwise_loss, pair_head_pointwise_loss
+from alc_hf.losses.in_batch import InBatchLoss, base_loss_parts, check_weight, describe_loss
+from alc_hf.losses.pair_head import PairHead
+
+
+class ALCLoss(InBatchLoss):
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        base_loss: str | nn.Module | None = None,
+        ql_weight: float = 1.0,
+        qb_weight: float = 1.0,
+        num_negatives: int = 8,
+        pair_head_hidden_dim: int | None = None,
+        gather_across_devices: bool = False,
+    ) -> None:
+        """Auxiliary Learning for Coverage: a base retrieval loss plus two pair-head objectives built on the
+        hardest in-batch negatives::
+
+            loss = L_base + β1 · L_ql + β2 · L_qb
+
+        With h the L2-normalised embeddings, Γ(a, b) = [a, b, |a - b|, a ⊙ b] and g the trainable pair head
+        (``Linear(4d, d) -> GELU -> Linear(d, 1)``, owned by this loss), and n_i^1..n_i^k the k highest-scoring
+        in-batch candidates that are not positives of query i (chosen without gradient):
+
+        - ``L_ql = mean_i ½ [BCE(g(Γ(h_q, h_l+)), 1) + BCE(g(Γ(h_q, h_{n_i^1})), 0)]`` (pointwise);
+        - ``L_qb = mean_i -log softmax(g(Γ(h_q, h_l+)), g(Γ(h_q, h_{n_i^1})), ..., g(Γ(h_q, h_{n_i^k})))_0``
+          (listwise over the hardest candidates the whole batch offers).
+
+        Only B·k pairs go through the head: memory is O(B·k·d), never O(B²·d). The encoder runs once per step and
+        the base loss reuses the same embeddings. Returns the parts ``{"base", "ql", "qb"}`` (weighted), which the
+        trainer logs separately; a part whose weight is 0 is not computed.
+
+        Args:
+            model: the SentenceTransformer to train.
+            base_loss: ``"softmax"`` (default, :class:`~alc_hf.losses.MultiPositiveSoftmaxLoss`), ``"triplet"``
+                (:class:`~alc_hf.losses.HardestNegativeTripletLoss`), or any loss built on ``model`` that has
+                ``compute_loss_from_embeddings``, e.g. ``MultipleNegativesRankingLoss(model)``.
+            ql_weight: β1, the weight of L_ql (>= 0).
+            qb_weight: β2, the weight of L_qb (>= 0).
+            num_negatives: k, the hardest in-batch negatives per query for L_qb (>= 1; L_ql uses the hardest).
+            pair_head_hidden_dim: hidden width of the pair head (default: the embedding dimension).
+            gather_across_devices: gather label candidates (with gradient) and their ids from every process, so
+                each query meets the negatives of the whole global batch.
+
+        Inputs:
+            +-------------------------------------------------+---------------------------------------------------+
+            | Texts                                           | Labels                                            |
+            +=================================================+===================================================+
+            | (anchor, positive) pairs                        | none, or ``label`` ids (:mod:`alc_hf.losses.batch`) |
+            +-------------------------------------------------+---------------------------------------------------+
+            | (anchor, positive, negative_1, ..., negative_n) | none, or ``label`` ids                            |
+            +-------------------------------------------------+---------------------------------------------------+
+
+            Without a ``label`` column, identical label texts count as the same label and rows with identical
+            query texts share their positives. A batch of one row has no negative: the base and L_qb terms are 0
+            and L_ql keeps only its positive term (never NaN).
+
+        References:
+            Almagro, Ortego, Jiménez, "Fine-grained auxiliary learning for real-world product recommendation",
+            arXiv 2510.04551 (2025).
+
+        Example:
+            ::
+
+                from datasets import Dataset
+                from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+                from alc_hf import ALCLoss, TCMLoss
+
+                model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+                pairs = Dataset.from_dict({
+                    "anchor": ["sony wh1000xm5 noise cancelling black", "apple iphone 15 128gb blue"],
+                    "positive": ["Sony WH-1000XM5 Wireless Headphones, Black", "Apple iPhone 15 (128 GB) - Blue"],
+                })
+                loss = TCMLoss(model, base_loss=ALCLoss(model))
+                SentenceTransformerTrainer(model=model, train_dataset=pairs, loss=loss).train()
+        """
+        super().__init__(model, gather_across_devices)
+        check_weight("ql_weight", ql_weight)
+        check_weight("qb_weight", qb_weight)
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives (k) must be >= 1, got {num_negatives}")
+        self.loss = build_base_loss(model, base_loss, "ALCLoss", gather_across_devices)
+        self.ql_weight = ql_weight
+        self.qb_weight = qb_weight
+        self.num_negatives = num_negatives
+        self.pair_head = PairHead(model.get_embedding_dimension(), pair_head_hidden_dim)
+
+    @property
+    def base_loss(self) -> nn.Module:
+        return self.loss
+
+    def loss_parts(self, batch: ScoredBatch) -> dict[str, Tensor]:
+        parts = base_loss_parts(self.loss, batch)
+        if self.ql_weight == 0 and self.qb_weight == 0:
+            return parts
+        if is_distributed():
+            average_gradients_across_processes(self.pair_head)
+        negatives = hardest_negative_indices(batch.scores, batch.positive_mask, self.num_negatives)
+        negative_valid = ~batch.positive_mask.gather(1, negatives)
+        negative_embeddings = batch.candidates[negatives]
+        head_dtype = self.pair_head.layers[0].weight.dtype
+        queries = batch.queries.to(head_dtype)
+        positive_logits = self.pair_head(queries, batch.candidates[batch.positive_index].to(head_dtype))
+        negative_logits = self.pair_head(
+            queries.unsqueeze(1).expand_as(negative_embeddings), negative_embeddings.to(head_dtype)
+        )
+        if self.ql_weight > 0:
+            ql = pair_head_pointwise_loss(positive_logits, negative_logits[:, 0], negative_valid[:, 0])
+            parts["ql"] = self.ql_weight * ql
+        if self.qb_weight > 0:
+            parts["qb"] = self.qb_weight * pair_head_listwise_loss(positive_logits, negative_logits, negative_valid)
+        return parts
+
+    def save_pair_head(self, model_directory: str | Path) -> Path:
+        """Save the pair head into ``<model_directory>/pair_head`` (beside a saved model); returns that folder."""
+        directory = Path(model_directory) / "pair_head"
+        self.pair_head.save_pretrained(directory)
+        return directory
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "base_loss": describe_loss(self.loss),
+            "ql_weight": self.ql_weight,
+            "qb_weight": self.qb_weight,
+            "num_negatives": self.num_negatives,
+            "pair_head": f"Linear({4 * self.pair_head.embedding_dim}, {self.pair_head.hidden_dim}) -> GELU -> "
+            f"Linear({self.pair_head.hidden_dim}, 1)",
+            **super().get_config_dict(),
+        }
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{almagro2025alc,
+    title={Fine-grained auxiliary learning for real-world product recommendation},
+    author={Almagro, Mario and Ortego, Diego and Jim{\\'e}nez, David},
+    year={2025},
+    eprint={2510.04551},
+    archivePrefix={arXiv},
+    url={https://arxiv.org/abs/2510.04551},
+}
+"""

@@ -1,0 +1,143 @@
+"""The scored batch that every alc_hf objective shares, and the ``label`` column format it reads.
+
+The ``label`` column
+--------------------
+A batch has one query column and C label columns: the positive, then any hard-negative columns. The optional
+``label`` column is a rectangular list of ints per row, padded with ``-1``::
+
+    [id(positive), id(negative_1), ..., id(negative_{C-1}), other_positive_id, ..., -1, -1]
+
+- the first C entries are the label ids of the row's own label texts, in column order (``-1`` for a hard
+  negative whose id is unknown: it then only matches itself);
+- the rest are further positive label ids of the row's query (all of them, for multi-label data), padded with
+  ``-1`` to a common width. The row's own positive is always a positive and need not be repeated.
+
+A candidate is a positive of query i when its id is among i's positive ids; it is then never used as a negative
+(its own positive, its other positives, the same label appearing twice in the batch). A plain ``[B]`` column of
+positive ids is accepted when there are no hard-negative columns.
+
+Without a ``label`` column, candidates are identified by their tokenised text: identical label texts are the same
+label, and rows with identical query texts share their positives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers.util import all_gather, all_gather_with_grad, get_rank
+from torch import Tensor
+
+from alc_hf.losses.distributed import is_distributed
+from alc_hf.losses.functional import positive_mask_from_ids, token_sequence_keys
+
+
+def label_ids_from_texts(sentence_features: list[dict[str, Tensor]], gather_across_devices: bool) -> Tensor | None:
+    """Build the ``label`` column format from the tokenised texts (identical texts = the same label).
+
+    Returns None when the features carry no ``input_ids`` (then only a row's own positive is its positive).
+    """
+    if any("input_ids" not in features for features in sentence_features):
+        return None
+    keys = [token_sequence_keys(f["input_ids"], f.get("attention_mask")) for f in sentence_features]
+    query_keys, candidate_keys = keys[0], torch.stack(keys[1:], dim=1)
+    own_positive_keys = candidate_keys[:, 0]
+    if gather_across_devices and is_distributed():
+        all_query_keys, all_positive_keys = all_gather(query_keys), all_gather(own_positive_keys)
+    else:
+        all_query_keys, all_positive_keys = query_keys, own_positive_keys
+    # The positives of every row (on any process) whose query text equals this row's query text.
+    same_query = query_keys.unsqueeze(1) == all_query_keys.unsqueeze(0)
+    shared_positives = torch.where(same_query, all_positive_keys.unsqueeze(0), -1)
+    # Keys are non-negative, so a descending sort puts the real ones first; keep only as many columns as needed.
+    shared_positives = shared_positives.sort(dim=1, descending=True).values
+    width = int(same_query.sum(dim=1).max())
+    return torch.cat([candidate_keys, shared_positives[:, :width]], dim=1)
+
+
+@dataclass
+class ScoredBatch:
+    """Embeddings, cosine scores and positive mask of one batch, computed once and shared by every objective.
+
+    Attributes:
+        embeddings: the raw per-column embeddings (query column first), as the encoder returned them.
+        labels: the ``label`` tensor the trainer passed (or built from texts), or None.
+        queries: ``[B, d]`` L2-normalised local query embeddings.
+        candidates: ``[M, d]`` L2-normalised label candidates: each label column in order, each gathered over
+            processes when ``gathered``.
+        scores: ``[B, M]`` cosine similarities of local queries to all candidates.
+        positive_mask: ``[B, M]`` True where the candidate is a positive of the query.
+        positive_index: ``[B]`` the column of each query's own positive.
+        gathered: whether candidates come from every process (then counts must be reduced across processes).
+    """
+
+    embeddings: list[Tensor]
+    labels: Tensor | None
+    queries: Tensor
+    candidates: Tensor
+    scores: Tensor
+    positive_mask: Tensor
+    positive_index: Tensor
+    gathered: bool
+
+    @classmethod
+    def build(cls, embeddings: list[Tensor], labels: Tensor | None, gather_across_devices: bool) -> ScoredBatch:
+        if len(embeddings) < 2:
+            raise ValueError(f"expected a query column and at least one label column, got {len(embeddings)} column(s)")
+        num_label_columns = len(embeddings) - 1
+        batch_size = embeddings[0].size(0)
+        candidate_ids, positive_ids = _split_label_ids(labels, batch_size, num_label_columns, embeddings[0].device)
+
+        gathered = gather_across_devices and is_distributed()
+        columns = [F.normalize(column, dim=-1) for column in embeddings[1:]]
+        offset = 0
+        if gathered:
+            columns = [all_gather_with_grad(column) for column in columns]
+            candidate_ids = torch.stack([all_gather(candidate_ids[:, c]) for c in range(num_label_columns)], dim=1)
+            offset = get_rank() * batch_size
+        queries = F.normalize(embeddings[0], dim=-1)
+        candidates = torch.cat(columns, dim=0)
+        positive_index = torch.arange(offset, offset + batch_size, device=queries.device)
+        # Column-major flattening matches the order of `candidates`: all positives, then each negative column.
+        positive_mask = positive_mask_from_ids(candidate_ids.T.reshape(-1), positive_ids)
+        # A row's own positive is a positive even when its id is unknown (-1).
+        positive_mask[torch.arange(batch_size, device=queries.device), positive_index] = True
+        return cls(
+            embeddings=embeddings,
+            labels=labels,
+            queries=queries,
+            candidates=candidates,
+            scores=queries @ candidates.T,
+            positive_mask=positive_mask,
+            positive_index=positive_index,
+            gathered=gathered,
+        )
+
+
+def _split_label_ids(
+    labels: Tensor | None, batch_size: int, num_label_columns: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """``(candidate_ids [B, C], positive_ids [B, W])`` from the ``label`` column; unknown ids are -1."""
+    if labels is None:
+        unknown = torch.full((batch_size, num_label_columns), -1, dtype=torch.long, device=device)
+        return unknown, unknown[:, :1]
+    if labels.dim() == 1:
+        labels = labels.unsqueeze(1)
+    if labels.dim() != 2 or labels.size(0) != batch_size:
+        raise ValueError(
+            f"the 'label' column must hold one list of ints per row ({batch_size} rows), "
+            f"got shape {tuple(labels.shape)}"
+        )
+    if labels.is_floating_point():
+        raise ValueError(f"the 'label' column must hold integer label ids, got dtype {labels.dtype}")
+    if labels.size(1) < num_label_columns:
+        raise ValueError(
+            f"the 'label' column has {labels.size(1)} entries per row but the batch has {num_label_columns} label "
+            f"column(s) (positive + {num_label_columns - 1} hard negative(s)); expected at least {num_label_columns}: "
+            "the ids of the row's label texts in column order, then the query's other positive ids padded with -1"
+        )
+    labels = labels.long().to(device)
+    candidate_ids = labels[:, :num_label_columns]
+    positive_ids = torch.cat([labels[:, :1], labels[:, num_label_columns:]], dim=1)
+    return candidate_ids, positive_ids

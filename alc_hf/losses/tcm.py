@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sentence_transformers.sentence_transformer.model import SentenceTransformer
+from sentence_transformers.util import get_world_size
+from torch import Tensor, nn
+
+from alc_hf.losses.backbones import build_base_loss
+from alc_hf.losses.batch import ScoredBatch
+from alc_hf.losses.distributed import sum_across_processes
+from alc_hf.losses.functional import tcm_from_violation_sums, tcm_violation_sums
+from alc_hf.losses.in_batch import InBatchLoss, base_loss_parts, check_weight, describe_loss
+
+
+class TCMLoss(InBatchLoss):
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        base_loss: str | nn.Module | None = None,
+        pos_margin: float = 0.9,
+        neg_margin: float = 0.5,
+        pos_weight: float = 1.0,
+        neg_weight: float = 1.0,
+        gather_across_devices: bool = False,
+    ) -> None:
+        """Threshold-Consistent Margin regulariser added to a base loss::
+
+            loss = L_base + λ+ · mean_{s in S+, s < m+} (m+ - s) + λ- · mean_{s in S-, s > m-} (s - m-)
+
+        over the cosine similarities of the batch's positive pairs S+ and negative pairs S- (every query against
+        every in-batch candidate, hard negative columns included; positives per the ``label`` ids or identical
+        texts). Each mean runs over the violating pairs only; a term with no violating pair is 0. It pulls every
+        positive above m+ and pushes every negative below m-, so one global threshold separates them for all
+        products alike. With ``gather_across_devices`` the means run over the whole global batch.
+
+        Args:
+            model: the SentenceTransformer to train.
+            base_loss: ``"softmax"`` (default), ``"triplet"``, an :class:`~alc_hf.ALCLoss`, or any loss built on
+                ``model`` with ``compute_loss_from_embeddings``. An alc_hf base shares the scored batch.
+            pos_margin: m+, in [-1, 1].
+            neg_margin: m-, in [-1, 1] and below m+.
+            pos_weight: λ+ (>= 0).
+            neg_weight: λ- (>= 0).
+            gather_across_devices: gather label candidates (with gradient) from every process.
+
+        Inputs:
+            +-------------------------------------------------+-----------------------------------------------------+
+            | Texts                                           | Labels                                              |
+            +=================================================+=====================================================+
+            | (anchor, positive) pairs                        | none, or ``label`` ids (:mod:`alc_hf.losses.batch`) |
+            +-------------------------------------------------+-----------------------------------------------------+
+            | (anchor, positive, negative_1, ..., negative_n) | none, or ``label`` ids                              |
+            +-------------------------------------------------+-----------------------------------------------------+
+
+        References:
+            Zhang et al., "Threshold-Consistent Margin Loss for Open-World Deep Metric Learning", ICLR 2024,
+            arXiv 2307.04047.
+
+        Example:
+            ::
+
+                from alc_hf import ALCLoss, TCMLoss
+
+                loss = TCMLoss(model, base_loss=ALCLoss(model), pos_margin=0.9, neg_margin=0.5)
+        """
+        super().__init__(model, gather_across_devices)
+        for name, margin in (("pos_margin", pos_margin), ("neg_margin", neg_margin)):
+            if not -1.0 <= margin <= 1.0:
+                raise ValueError(f"{name} must be a cosine similarity in [-1, 1], got {margin}")
+        if not neg_margin < pos_margin:
+            raise ValueError(f"neg_margin ({neg_margin}) must be below pos_margin ({pos_margin})")
+        check_weight("pos_weight", pos_weight)
+        check_weight("neg_weight", neg_weight)
+        self.loss = build_base_loss(model, base_loss, "TCMLoss", gather_across_devices)
+        self.pos_margin = pos_margin
+        self.neg_margin = neg_margin
+        self.pos_weight = pos_weight
+        self.neg_weight = neg_weight
+
+    @property
+    def base_loss(self) -> nn.Module:
+        return self.loss
+
+    def loss_parts(self, batch: ScoredBatch) -> dict[str, Tensor]:
+        parts = base_loss_parts(self.loss, batch)
+        pos_sum, pos_count, neg_sum, neg_count = tcm_violation_sums(
+            batch.scores, batch.positive_mask, self.pos_margin, self.neg_margin
+        )
+        scale = 1
+        if batch.gathered:
+            # Divide by the violations of the whole global batch; the trainer averages the processes' losses,
+            # so each process scales by the world size to make that average the global mean.
+            pos_count, neg_count = sum_across_processes(torch.stack([pos_count, neg_count]))
+            scale = get_world_size()
+        tcm = tcm_from_violation_sums(pos_sum, pos_count, neg_sum, neg_count, self.pos_weight, self.neg_weight)
+        parts["tcm"] = scale * tcm
+        return parts
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "base_loss": describe_loss(self.loss),
+            "pos_margin": self.pos_margin,
+            "neg_margin": self.neg_margin,
+            "pos_weight": self.pos_weight,
+            "neg_weight": self.neg_weight,
+            **super().get_config_dict(),
+        }
+
+    @property
+    def citation(self) -> str:
+        return """
+@inproceedings{zhang2024tcm,
+    title={Threshold-Consistent Margin Loss for Open-World Deep Metric Learning},
+    author={Zhang, Qin and Xu, Linghan and Tang, Qingming and Fang, Jun and Wu, Ying Nian and others},
+    booktitle={The Twelfth International Conference on Learning Representations},
+    year={2024},
+    url={https://arxiv.org/abs/2307.04047},
+}
+"""

@@ -1,0 +1,238 @@
+"""The loss modules: composition, masking, one encoder pass, configuration errors, pair head persistence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sentence_transformers.sentence_transformer.losses import (
+    CachedMultipleNegativesRankingLoss,
+    MultipleNegativesRankingLoss,
+)
+
+from alc_hf import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+from alc_hf.losses.batch import ScoredBatch, label_ids_from_texts
+
+QUERIES = ["sony wh1000 black", "apple iphone 15 128gb", "usb c cable 2m", "dell xps 13 laptop", "bose qc45 white"]
+LABELS = ["Sony WH-1000XM5 Black", "Apple iPhone 15 Blue", "USB-C Cable 2m", "Dell XPS 13 9340", "Bose QC45 White"]
+NEGATIVES = ["Sony WH-1000XM4 Black", "Apple iPhone 14 Blue", "USB-A Cable 1m", "Dell XPS 15 9530", "Bose QC35 White"]
+
+
+def features(model, *columns):
+    return [model.preprocess(list(column)) for column in columns]
+
+
+class ForwardCounter:
+    """Counts rows the encoder embeds, through a forward hook on the model itself."""
+
+    def __init__(self, model):
+        self.calls = 0
+        self.rows = 0
+        model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        self.calls += 1
+        self.rows += output["sentence_embedding"].size(0)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda m: TCMLoss(m, base_loss=ALCLoss(m)),
+        lambda m: TCMLoss(m, base_loss=ALCLoss(m, base_loss="triplet")),
+        lambda m: ALCLoss(m, base_loss=MultipleNegativesRankingLoss(m)),
+        lambda m: TCMLoss(m, base_loss=MultipleNegativesRankingLoss(m)),
+    ],
+    ids=["tcm-alc-softmax", "tcm-alc-triplet", "alc-mnrl", "tcm-mnrl"],
+)
+def test_encoder_runs_once_per_text_column(tiny_model, build):
+    loss = build(tiny_model)
+    counter = ForwardCounter(tiny_model)
+    parts = loss(features(tiny_model, QUERIES, LABELS, NEGATIVES), None)
+    # Every text of every column is embedded exactly once, however the objectives are composed.
+    assert counter.rows == 3 * len(QUERIES)
+    assert counter.calls <= 3
+    sum(parts.values()).backward()
+    assert all(torch.isfinite(value) for value in parts.values())
+
+
+def test_parts_are_named_and_weighted(tiny_model):
+    batch = features(tiny_model, QUERIES, LABELS, NEGATIVES)
+    torch.manual_seed(0)
+    full = TCMLoss(tiny_model, base_loss=ALCLoss(tiny_model, ql_weight=1.0, qb_weight=1.0))
+    assert set(full(batch, None)) == {"base", "ql", "qb", "tcm"}
+    torch.manual_seed(0)
+    weighted = TCMLoss(tiny_model, base_loss=ALCLoss(tiny_model, ql_weight=0.5, qb_weight=2.0), pos_weight=3.0)
+    a, b = full(batch, None), weighted(batch, None)
+    torch.testing.assert_close(b["ql"], 0.5 * a["ql"])
+    torch.testing.assert_close(b["qb"], 2.0 * a["qb"])
+    torch.testing.assert_close(b["base"], a["base"])
+    assert set(ALCLoss(tiny_model, qb_weight=0.0)(batch, None)) == {"base", "ql"}
+    assert torch.is_tensor(MultiPositiveSoftmaxLoss(tiny_model)(batch, None))
+
+
+def test_alc_parts_match_a_loop_reference(tiny_model):
+    loss = ALCLoss(tiny_model, num_negatives=3)
+    batch = features(tiny_model, QUERIES, LABELS, NEGATIVES)
+    parts = loss(batch, None)
+    with torch.no_grad():
+        q = torch.nn.functional.normalize(tiny_model(batch[0])["sentence_embedding"], dim=-1)
+        cands = [torch.nn.functional.normalize(tiny_model(f)["sentence_embedding"], dim=-1) for f in batch[1:]]
+    candidates = torch.cat(cands)  # all positives, then all negatives; every text differs: only row i's own is positive
+    head = loss.pair_head.requires_grad_(False)
+    ql_terms, qb_terms, base_terms = [], [], []
+    for i in range(len(QUERIES)):
+        scored = sorted(((float(q[i] @ candidates[j]), j) for j in range(len(candidates)) if j != i), reverse=True)
+        hardest = [j for _, j in scored[:3]]
+        pos_logit = float(head(q[i], candidates[i]))
+        neg_logits = [float(head(q[i], candidates[j])) for j in hardest]
+        ql_terms.append((math.log1p(math.exp(-pos_logit)) + math.log1p(math.exp(neg_logits[0]))) / 2)
+        qb_terms.append(-pos_logit + math.log(math.exp(pos_logit) + sum(math.exp(x) for x in neg_logits)))
+        positive = 20 * float(q[i] @ candidates[i])
+        negatives = [20 * s for s, _ in scored]
+        base_terms.append(-positive + math.log(math.exp(positive) + sum(math.exp(x) for x in negatives)))
+    assert parts["ql"].item() == pytest.approx(sum(ql_terms) / len(ql_terms), rel=1e-4)
+    assert parts["qb"].item() == pytest.approx(sum(qb_terms) / len(qb_terms), rel=1e-4)
+    assert parts["base"].item() == pytest.approx(sum(base_terms) / len(base_terms), rel=1e-4)
+
+
+def test_label_ids_mask_every_positive_of_a_query(tiny_model):
+    # Rows 0 and 1 are the same query with two positives (ids 10, 11); row 2's label repeats id 10;
+    # row 3's hard negative is id 11, a positive of query 0; -1 pads.
+    labels = torch.tensor(
+        [
+            [10, 50, 11],
+            [11, 51, 10],
+            [10, 52, -1],
+            [13, 11, -1],
+        ]
+    )
+    embeddings = [torch.randn(4, 8) for _ in range(3)]
+    batch = ScoredBatch.build(embeddings, labels, gather_across_devices=False)
+    # Candidates: positives of rows 0..3 (ids 10, 11, 10, 13), then negatives of rows 0..3 (ids 50, 51, 52, 11).
+    expected = torch.tensor(
+        [
+            [1, 1, 1, 0, 0, 0, 0, 1],
+            [1, 1, 1, 0, 0, 0, 0, 1],
+            [1, 0, 1, 0, 0, 0, 0, 0],
+            [0, 0, 0, 1, 0, 0, 0, 0],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(batch.positive_mask, expected)
+    assert torch.equal(batch.positive_index, torch.arange(4))
+
+
+def test_identical_texts_are_the_same_label_without_label_column(tiny_model):
+    queries = ["sony wh1000", "sony wh1000", "apple iphone", "usb cable"]
+    labels = ["Sony WH-1000XM5", "Sony WH-1000XM5 Case", "Apple iPhone 15", "Sony WH-1000XM5"]
+    batch_features = features(tiny_model, queries, labels)
+    label_ids = label_ids_from_texts(batch_features, gather_across_devices=False)
+    batch = ScoredBatch.build([torch.randn(4, 8), torch.randn(4, 8)], label_ids, gather_across_devices=False)
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 1],  # its label, the other row's positive for the same query text, the repeated label text
+            [1, 1, 0, 1],
+            [0, 0, 1, 0],
+            [1, 0, 0, 1],  # row 3's label text equals row 0's label text
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(batch.positive_mask, expected)
+
+
+def test_masked_positives_do_not_count_as_negatives_in_the_loss(tiny_model):
+    # The same label twice in a batch: with ids, the duplicate is masked, so the loss equals the loss of a
+    # batch where that duplicate is simply absent from the negatives.
+    loss = MultiPositiveSoftmaxLoss(tiny_model)
+    emb = [torch.randn(3, 16), torch.randn(3, 16)]
+    emb[1][2] = emb[1][0]
+    masked = loss.compute_loss_from_embeddings(emb, torch.tensor([[7], [8], [7]]))
+    unmasked = loss.compute_loss_from_embeddings(emb, torch.tensor([[7], [8], [9]]))
+    assert masked.item() < unmasked.item()
+
+
+def test_batch_of_one_row_gives_finite_loss_and_gradients(tiny_model):
+    loss = TCMLoss(tiny_model, base_loss=ALCLoss(tiny_model))
+    parts = loss(features(tiny_model, QUERIES[:1], LABELS[:1]), None)
+    assert parts["base"].item() == 0.0  # no negative: nothing to rank against
+    assert parts["qb"].item() == 0.0
+    assert parts["ql"].item() > 0.0  # the positive term of the pair head still trains
+    assert torch.isfinite(parts["tcm"])
+    sum(parts.values()).backward()
+    for parameter in loss.parameters():
+        if parameter.grad is not None:
+            assert torch.isfinite(parameter.grad).all()
+    triplet = HardestNegativeTripletLoss(tiny_model)(features(tiny_model, QUERIES[:1], LABELS[:1]), None)
+    assert triplet.item() == 0.0
+
+
+def test_label_column_width_is_checked(tiny_model):
+    loss = ALCLoss(tiny_model)
+    with pytest.raises(ValueError, match=r"'label' column has 1 entries per row but the batch has 2 label column"):
+        loss(features(tiny_model, QUERIES, LABELS, NEGATIVES), torch.tensor([[1], [2], [3], [4], [5]]))
+    with pytest.raises(ValueError, match="integer label ids"):
+        loss(features(tiny_model, QUERIES, LABELS), torch.rand(5, 1))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda m: TCMLoss(m, pos_margin=1.5), r"pos_margin must be a cosine similarity in \[-1, 1\], got 1.5"),
+        (lambda m: TCMLoss(m, neg_margin=-2), r"neg_margin must be a cosine similarity in \[-1, 1\], got -2"),
+        (lambda m: TCMLoss(m, pos_margin=0.3, neg_margin=0.5), "neg_margin .* must be below pos_margin"),
+        (lambda m: TCMLoss(m, pos_weight=-1), "pos_weight must be >= 0, got -1"),
+        (lambda m: TCMLoss(m, neg_weight=-0.1), "neg_weight must be >= 0"),
+        (lambda m: ALCLoss(m, ql_weight=-1), "ql_weight must be >= 0"),
+        (lambda m: ALCLoss(m, qb_weight=float("nan")), "qb_weight must be >= 0"),
+        (lambda m: ALCLoss(m, num_negatives=0), r"num_negatives \(k\) must be >= 1, got 0"),
+        (lambda m: HardestNegativeTripletLoss(m, num_negatives=0), r"num_negatives \(k\) must be >= 1"),
+        (lambda m: ALCLoss(m, base_loss="infonce"), "unknown base_loss 'infonce'"),
+        (lambda m: MultiPositiveSoftmaxLoss(m, scale=0), "scale must be > 0"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(tiny_model, build, message):
+    with pytest.raises(ValueError, match=message):
+        build(tiny_model)
+
+
+def test_base_loss_that_cannot_share_embeddings_names_the_missing_method(tiny_model):
+    # GradCache embeds in its own mini-batches, so it cannot take embeddings computed once for everyone.
+    with pytest.raises(TypeError, match="CachedMultipleNegativesRankingLoss: it has no compute_loss_from_embeddings"):
+        ALCLoss(tiny_model, base_loss=CachedMultipleNegativesRankingLoss(tiny_model))
+
+
+def test_base_loss_on_another_model_is_rejected(tiny_model, tiny_encoder_dir):
+    from tests.tiny_model import load_tiny_encoder
+
+    other = load_tiny_encoder(tiny_encoder_dir)
+    with pytest.raises(ValueError, match="same model"):
+        TCMLoss(tiny_model, base_loss=ALCLoss(other))
+
+
+def test_config_and_citation_document_the_composition(tiny_model):
+    loss = TCMLoss(tiny_model, base_loss=ALCLoss(tiny_model, num_negatives=4), pos_margin=0.8)
+    config = loss.get_config_dict()
+    assert config["pos_margin"] == 0.8
+    assert config["base_loss"].startswith("ALCLoss(base_loss='MultiPositiveSoftmaxLoss(scale=20.0")
+    assert "num_negatives=4" in config["base_loss"]
+    assert "2307.04047" in loss.citation
+    assert "2510.04551" in loss.base_loss.citation
+
+
+def test_pair_head_saves_loads_and_scores(tiny_model, tmp_path):
+    loss = ALCLoss(tiny_model, pair_head_hidden_dim=16)
+    directory = loss.save_pair_head(tmp_path / "model")
+    assert directory == tmp_path / "model" / "pair_head"
+    head = PairHead.from_pretrained(directory)
+    assert head.hidden_dim == 16
+    a, b = torch.randn(3, 32), torch.randn(3, 32)
+    torch.testing.assert_close(head(a, b), loss.pair_head(a, b))
+    probabilities = head.score_texts(tiny_model, QUERIES[:2], LABELS[:2])
+    assert probabilities.shape == (2,)
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+    with pytest.raises(ValueError, match="as many queries as labels"):
+        head.score_texts(tiny_model, QUERIES[:2], LABELS[:1])
+    with pytest.raises(FileNotFoundError, match="pair_head_config.json is missing"):
+        PairHead.from_pretrained(tmp_path)
