@@ -1,5 +1,7 @@
-"""Product data for training and evaluation."""
+"""Product data for training and evaluation: readers, training rows, evaluation views, generators."""
 
 from alc_hf.data.examples import product_pairs
+from alc_hf.data.training import EvaluationView, evaluation_view, training_rows
+from alc_hf.data.xmc import RaggedIds, XMCData
 
-__all__ = ["product_pairs"]
+__all__ = ["EvaluationView", "RaggedIds", "XMCData", "evaluation_view", "product_pairs", "training_rows"]
