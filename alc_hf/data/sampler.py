@@ -1,0 +1,361 @@
+"""Batch sampler that never puts the same query or the same label twice in a batch.
+
+The alc_hf losses treat every other in-batch candidate as a negative, so a batch holding one query twice (a query
+with several positives has one training row per positive) or one label twice (a label shared by several queries)
+would push a true positive away. :class:`UniqueQueryLabelBatchSampler` plans each epoch's batches so that the
+query (``anchor`` text) and the label (first entry of the ``label`` column, else the ``positive`` text) are unique
+within every batch.
+
+Usage::
+
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from alc_hf.data.sampler import OneRowPerQueryBatchSampler, UniqueQueryLabelBatchSampler
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir="out",
+        per_device_train_batch_size=64,
+        batch_sampler=UniqueQueryLabelBatchSampler,  # every row once per epoch
+        # batch_sampler=OneRowPerQueryBatchSampler,  # one random positive per query per epoch
+        # batch_sampler=UniqueQueryLabelBatchSampler.configure(one_row_per_query=True, query_column="query"),
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=loss)
+
+The trainer builds the sampler itself with ``(dataset, batch_size=, drop_last=, valid_label_columns=, generator=,
+seed=)``, so extra options go through :meth:`UniqueQueryLabelBatchSampler.configure` (a ``functools.partial``,
+which the trainer accepts as a callable) or a subclass such as :class:`OneRowPerQueryBatchSampler`.
+
+Each epoch's plan depends only on ``seed`` and the epoch number (numpy ``SeedSequence([seed, epoch])``, integer
+ids from Arrow, no Python ``hash()``), so every process of a distributed run builds the same batch sequence and
+accelerate's ``BatchSamplerShard`` hands whole batches to the processes consistently. The plan is computed eagerly
+(once per epoch, cached), so ``len()`` is exactly the number of batches ``iter()`` yields.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from datasets import Dataset
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
+__all__ = ["OneRowPerQueryBatchSampler", "UniqueQueryLabelBatchSampler", "plan_unique_batches"]
+
+_IGNORED_COLUMNS = {"dataset_name"}
+# More incomplete batches than this means degenerate data (a query or label with more rows than there are batches):
+# they are kept as they are rather than merged.
+_MAX_PARTIAL_TO_MERGE = 16
+
+
+def _dense_ids(values: np.ndarray) -> np.ndarray:
+    """Map arbitrary integer keys to ``0 .. k-1`` (sorted order, so the mapping is deterministic)."""
+    _, inverse = np.unique(values, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64, copy=False)
+
+
+def _text_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Integer id per row of a text column: equal strings get equal ids (independent of ``PYTHONHASHSEED``)."""
+    unique = pc.unique(column)
+    ids = pc.index_in(column, value_set=unique, skip_nulls=False)
+    return np.asarray(ids.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _first_label_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The first entry of a list column (the positive's label id), or the value itself for a scalar column."""
+    value_type = column.type
+    if pa.types.is_list(value_type) or pa.types.is_large_list(value_type) or pa.types.is_fixed_size_list(value_type):
+        column = pc.list_element(column, 0)
+        value_type = column.type
+    if pa.types.is_integer(value_type):
+        values = column.to_numpy(zero_copy_only=False) if column.null_count == 0 else None
+        if values is not None:
+            return _dense_ids(np.asarray(values, dtype=np.int64))
+    return _text_ids(pc.cast(column, pa.string()))
+
+
+def _spread_order(query: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random order of the rows in which the rows of one query (or of one label) are spread evenly.
+
+    Row ``i`` of a group of ``c`` rows, at random rank ``r`` in that group, gets the key ``(r + u) / c`` with
+    ``u ~ U(0, 1)``; the key of the larger of its two groups (query or label) decides its position. A query with 200
+    positives is thus met about every ``n / 200`` rows instead of in clumps, so greedy packing rarely has to defer.
+    """
+    n = len(query)
+    jitter = rng.random(n)
+
+    def group_keys(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        counts = np.bincount(groups)
+        permutation = rng.permutation(n)
+        by_group = permutation[np.argsort(groups[permutation], kind="stable")]
+        starts = np.cumsum(counts) - counts
+        rank = np.empty(n, dtype=np.int64)
+        rank[by_group] = np.arange(n, dtype=np.int64) - starts[groups[by_group]]
+        size = counts[groups]
+        return (rank + jitter) / size, size
+
+    query_key, query_size = group_keys(query)
+    label_key, label_size = group_keys(label)
+    key = np.where(query_size >= label_size, query_key, label_key)
+    return np.argsort(key, kind="stable")
+
+
+def plan_unique_batches(
+    query_ids: np.ndarray,
+    label_ids: np.ndarray,
+    batch_size: int,
+    drop_last: bool,
+    rng: np.random.Generator,
+    rows: np.ndarray | None = None,
+    max_scan: int | None = None,
+) -> list[list[int]]:
+    """Pack ``rows`` (default: all) into batches with no repeated query id and no repeated label id.
+
+    Rows are visited in a spread random order (:func:`_spread_order`); a row whose query or label is already in the
+    batch being filled is deferred to the front of the queue, so it goes into one of the next batches. Each batch
+    looks at no more than ``max_scan`` candidates (default ``4 * batch_size + 16``), which bounds the work on
+    degenerate data (a query with more positives than there are batches). Full batches come first, then the
+    incomplete ones: a few leftovers are folded into one by swapping rows with full batches, so normally at most
+    the last batch is incomplete; ``drop_last=True`` drops all incomplete batches.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    query_ids = np.asarray(query_ids, dtype=np.int64)
+    label_ids = np.asarray(label_ids, dtype=np.int64)
+    rows = np.arange(len(query_ids), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return []
+    max_scan = 4 * batch_size + 16 if max_scan is None else max(max_scan, 1)
+    order = rows[_spread_order(_dense_ids(query_ids[rows]), _dense_ids(label_ids[rows]), rng)]
+
+    queries = query_ids.tolist()
+    labels = label_ids.tolist()
+    query_mark = dict.fromkeys(query_ids[rows].tolist(), -1)
+    label_mark = dict.fromkeys(label_ids[rows].tolist(), -1)
+    queue = deque(order.tolist())
+    full: list[list[int]] = []
+    partial: list[list[int]] = []
+    number = 0
+    while queue:
+        batch: list[int] = []
+        skipped: list[int] = []
+        scanned = 0
+        while queue and len(batch) < batch_size and scanned < max_scan:
+            row = queue.popleft()
+            scanned += 1
+            query, label = queries[row], labels[row]
+            if query_mark[query] == number or label_mark[label] == number:
+                skipped.append(row)
+                continue
+            query_mark[query] = number
+            label_mark[label] = number
+            batch.append(row)
+        queue.extendleft(reversed(skipped))
+        (full if len(batch) == batch_size else partial).append(batch)
+        number += 1
+    if 1 < len(partial) <= _MAX_PARTIAL_TO_MERGE:
+        partial = _merge_partial(full, partial, queries, labels, batch_size)
+    return full if drop_last else full + partial
+
+
+def _merge_partial(
+    full: list[list[int]], partial: list[list[int]], queries: list[int], labels: list[int], batch_size: int
+) -> list[list[int]]:
+    """Fold the rows of several incomplete batches into as few as possible, swapping a row with a full batch when
+    it conflicts with the batch being filled (full batches stay full and valid). Under accelerate, a batch shorter
+    than ``batch_size`` anywhere but at the end makes ``BatchSamplerShard`` skip batches, so this matters."""
+    budget = 200 * batch_size * batch_size  # bounded work on degenerate data
+    merged: list[list[int]] = []
+    current: list[int] = []
+    current_queries: set[int] = set()
+    current_labels: set[int] = set()
+    unplaced: list[int] = []
+
+    def add(row: int) -> None:
+        current.append(row)
+        current_queries.add(queries[row])
+        current_labels.add(labels[row])
+
+    for row in (row for batch in partial for row in batch):
+        if len(current) == batch_size:
+            full.append(current)
+            current, current_queries, current_labels = [], set(), set()
+        query, label = queries[row], labels[row]
+        if query not in current_queries and label not in current_labels:
+            add(row)
+            continue
+        placed = False
+        for other in reversed(full):
+            if budget <= 0:
+                break
+            budget -= len(other)
+            clashes = [i for i, x in enumerate(other) if queries[x] == query or labels[x] == label]
+            candidates = clashes if clashes else range(len(other))
+            if len(clashes) > 1:
+                continue
+            for position in candidates:
+                swapped = other[position]
+                if queries[swapped] not in current_queries and labels[swapped] not in current_labels:
+                    other[position] = row
+                    add(swapped)
+                    placed = True
+                    break
+            if placed:
+                break
+        if not placed:
+            unplaced.append(row)
+    if len(current) == batch_size:
+        full.append(current)
+    elif current:
+        merged.append(current)
+    while unplaced:  # rows that found no swap (degenerate data): greedy batches of their own
+        batch: list[int] = []
+        seen_queries: set[int] = set()
+        seen_labels: set[int] = set()
+        rest: list[int] = []
+        for row in unplaced:
+            if len(batch) < batch_size and queries[row] not in seen_queries and labels[row] not in seen_labels:
+                batch.append(row)
+                seen_queries.add(queries[row])
+                seen_labels.add(labels[row])
+            else:
+                rest.append(row)
+        (full if len(batch) == batch_size else merged).append(batch)
+        unplaced = rest
+    return merged
+
+
+class UniqueQueryLabelBatchSampler(DefaultBatchSampler):
+    """Batches with every query and every positive label at most once; deterministic per seed and epoch.
+
+    Args:
+        dataset: training rows with a query column (``anchor``), a positive column (``positive``) and optionally a
+            ``label`` column (list of ints whose first entry is the positive's label id; otherwise the positive
+            text identifies the label).
+        batch_size: rows per batch.
+        drop_last: drop incomplete batches. With ``False`` every selected row appears exactly once per epoch;
+            with ``True`` the rows of incomplete batches sit the epoch out.
+        valid_label_columns: passed by the trainer; not used (the label comes from ``label_column``).
+        generator: passed by the trainer; not used (numpy ``SeedSequence([seed, epoch])`` drives the plan, so the
+            plan never depends on the state of a shared torch generator).
+        seed: base seed; :meth:`set_epoch` (called by the trainer every epoch) changes the order.
+        one_row_per_query: pick one row per query each epoch (a random positive, different across epochs) instead
+            of all rows, so a query with many positives does not dominate the epoch.
+        query_column / positive_column / label_column: column names (missing query/positive columns fall back to
+            the first/second text column).
+        max_scan: candidates examined per batch before it is closed (default ``4 * batch_size + 16``).
+
+    Turn it on with ``SentenceTransformerTrainingArguments(batch_sampler=UniqueQueryLabelBatchSampler)``; for
+    options use :meth:`configure` or :class:`OneRowPerQueryBatchSampler`.
+
+    Note: a query (or label) with more rows than there are batches (about ``len(dataset) / batch_size``) cannot
+    be spread over full batches; the plan then ends with several incomplete batches (the fewest the greedy
+    finds). With several processes, accelerate's ``BatchSamplerShard`` skips a round of batches whose last one is
+    short, so such rows may sit that epoch out there; use ``one_row_per_query=True`` or a smaller batch size.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        one_row_per_query: bool = False,
+        query_column: str = "anchor",
+        positive_column: str = "positive",
+        label_column: str = "label",
+        max_scan: int | None = None,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
+        self.one_row_per_query = one_row_per_query
+        self.max_scan = max_scan
+        self.query_ids, self.label_ids = self._read_ids(dataset, query_column, positive_column, label_column)
+        self._plan_cache: tuple[int, list[list[int]]] | None = None
+
+    @classmethod
+    def configure(cls, **options: Any) -> functools.partial[UniqueQueryLabelBatchSampler]:
+        """A callable for ``SentenceTransformerTrainingArguments(batch_sampler=...)`` with extra options fixed,
+        e.g. ``UniqueQueryLabelBatchSampler.configure(one_row_per_query=True)``."""
+        return functools.partial(cls, **options)
+
+    @staticmethod
+    def _read_ids(
+        dataset: Dataset, query_column: str, positive_column: str, label_column: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        columns = [name for name in dataset.column_names if name not in _IGNORED_COLUMNS and name != label_column]
+        if query_column not in dataset.column_names:
+            if not columns:
+                raise ValueError(f"the dataset has no query column; columns: {dataset.column_names}")
+            query_column = columns[0]
+        has_label = label_column in dataset.column_names
+        if not has_label and positive_column not in dataset.column_names:
+            others = [name for name in columns if name != query_column]
+            if not others:
+                raise ValueError(f"the dataset has no positive or {label_column!r} column: {dataset.column_names}")
+            positive_column = others[0]
+        wanted = [query_column, label_column if has_label else positive_column]
+        table = dataset.select_columns(wanted).with_format("arrow")[:]
+        query_ids = _text_ids(table.column(query_column))
+        label_source = table.column(wanted[1])
+        label_ids = _first_label_ids(label_source) if has_label else _text_ids(label_source)
+        return query_ids, label_ids
+
+    def _rng(self, epoch: int) -> np.random.Generator:
+        seed = 0 if self.seed is None else int(self.seed) % (1 << 64)
+        return np.random.default_rng(np.random.SeedSequence([seed, int(epoch) % (1 << 64)]))
+
+    def plan(self, epoch: int | None = None) -> list[list[int]]:
+        """The batches (lists of row indices) of ``epoch`` (default: the current one); cached for the last epoch."""
+        epoch = self.epoch if epoch is None else epoch
+        if self._plan_cache is not None and self._plan_cache[0] == epoch:
+            return self._plan_cache[1]
+        rng = self._rng(epoch)
+        rows = None
+        if self.one_row_per_query:
+            permutation = rng.permutation(len(self.query_ids))
+            _, first = np.unique(self.query_ids[permutation], return_index=True)
+            rows = np.sort(permutation[first])
+        batches = plan_unique_batches(
+            self.query_ids, self.label_ids, self.batch_size, self.drop_last, rng, rows=rows, max_scan=self.max_scan
+        )
+        self._plan_cache = (epoch, batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.plan():
+            yield list(batch)
+
+    def __len__(self) -> int:
+        return len(self.plan())
+
+
+class OneRowPerQueryBatchSampler(UniqueQueryLabelBatchSampler):
+    """:class:`UniqueQueryLabelBatchSampler` with ``one_row_per_query=True``: each epoch uses one random positive
+    row per query (deterministic per seed and epoch)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> None:
+        options.setdefault("one_row_per_query", True)
+        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed, **options)
