@@ -103,7 +103,7 @@ def test_recipe_reports_a_model_it_cannot_load(tmp_path):
     assert "cannot load the encoder 'nobody/no-such-model'" in completed.stderr
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/losses.md"])
+@pytest.mark.parametrize("document", ["README.md", "docs/losses.md", "docs/data.md"])
 def test_documented_examples_run(document, tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (REPO_ROOT / document).read_text(), flags=re.DOTALL)
     assert blocks, f"{document} has no python example"

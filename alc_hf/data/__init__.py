@@ -1,17 +1,24 @@
 """Product data for training and evaluation: readers, training rows, evaluation views, generators."""
 
+from alc_hf.data.catalog import builtin_catalog
 from alc_hf.data.examples import product_pairs
+from alc_hf.data.readers import DataFormatError, read_filter_pairs, read_product_tables, read_xmc
 from alc_hf.data.sampler import OneRowPerQueryBatchSampler, UniqueQueryLabelBatchSampler
 from alc_hf.data.training import EvaluationView, evaluation_view, training_rows
 from alc_hf.data.xmc import RaggedIds, XMCData
 
 __all__ = [
+    "DataFormatError",
     "EvaluationView",
     "OneRowPerQueryBatchSampler",
     "RaggedIds",
     "UniqueQueryLabelBatchSampler",
     "XMCData",
+    "builtin_catalog",
     "evaluation_view",
     "product_pairs",
+    "read_filter_pairs",
+    "read_product_tables",
+    "read_xmc",
     "training_rows",
 ]
