@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,41 @@ def test_generator_writes_both_forms_with_the_requested_shape(tmp_path):
     assert json_targets == raw_targets
     with pytest.raises(ValueError, match="unknown forms"):
         write_xmc_like(tmp_path, shape, forms=("csv",))
+
+
+def _rows_from(source: str, tmp_path):
+    from alc_hf.data import builtin_catalog, read_product_tables, read_xmc
+
+    shape = XMCShape(num_train=40, num_test=10, num_labels=30, mean_labels_per_query=2.29)
+    if source == "builtin_catalog":
+        return training_rows(builtin_catalog(seed=0, split="val", num_products=200), num_hard_negatives=1)
+    if source == "wdc_tables":
+        wdc = Path(__file__).resolve().parents[2] / "shared" / "data" / "wdc_block_small"
+        return training_rows(read_product_tables(wdc, "train"), num_hard_negatives=1)
+    write_xmc_like(tmp_path, shape, forms=(source,), seed=2)
+    return training_rows(read_xmc(tmp_path, "trn"))
+
+
+@pytest.mark.parametrize("source", ["json", "raw", "wdc_tables", "builtin_catalog"])
+def test_alc_trains_end_to_end_on_rows_from_each_reader(source, tiny_model, tmp_path):
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from alc_hf import ALCLoss, TCMLoss
+    from alc_hf.data import UniqueQueryLabelBatchSampler
+
+    rows = _rows_from(source, tmp_path / "data").select(range(32))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=8,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        batch_sampler=UniqueQueryLabelBatchSampler,
+        logging_steps=1,
+    )
+    loss = TCMLoss(tiny_model, base_loss=ALCLoss(tiny_model, num_negatives=4))
+    trainer = SentenceTransformerTrainer(model=tiny_model, args=args, train_dataset=rows, loss=loss)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2 and all(np.isfinite(entry[part]) for entry in logged for part in ("base", "ql", "tcm"))
