@@ -14,8 +14,8 @@ $(INSTALLED): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(PY) recipes/train_alc.py --output_dir outputs/demo --num_train_epochs 5 \
-		--per_device_train_batch_size 16 --logging_steps 2 --save_strategy no --report_to none
+	HF_HUB_OFFLINE=1 $(PY) recipes/train_alc.py --output_dir outputs/demo --max_steps 60 \
+		--per_device_train_batch_size 64 --logging_steps 10
 
 test: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest

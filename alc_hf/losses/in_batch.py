@@ -29,6 +29,8 @@ class InBatchLoss(nn.Module):
         # The attribute must be called `model`: the trainer swaps in the DDP-wrapped encoder through it.
         self.model = model
         self.gather_across_devices = gather_across_devices
+        # Candidates every query was scored against in the last step (all processes' when gathered): a diagnostic.
+        self.last_num_candidates: int | None = None
 
     def loss_parts(self, batch: ScoredBatch) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -53,6 +55,7 @@ class InBatchLoss(nn.Module):
     ) -> Tensor | dict[str, Tensor]:
         """The loss from precomputed column embeddings; a dict of named parts when there is more than one part."""
         batch = ScoredBatch.build(embeddings, labels, self.gathers_across_devices())
+        self.last_num_candidates = batch.candidates.size(0)
         parts = self.loss_parts(batch)
         return parts if len(parts) > 1 else next(iter(parts.values()))
 

@@ -1,0 +1,94 @@
+"""The ``alc-hf`` command.
+
+alc-hf evaluate [MODEL] [--data catalog|wdc|xmc] [--data_dir DIR] [--view corpus|labelled] [--output_dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from alc_hf.data.sources import DATA_SOURCES
+from alc_hf.metrics.coverage import CALIBRATION_METHODS
+from alc_hf.models import DEFAULT_MODEL, ModelLoadError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alc-hf", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="coverage of a saved model at thresholds calibrated on one split and applied to another",
+        description="Embed a dataset's calibration and test splits with a saved model, calibrate a threshold per "
+        "target precision on the calibration split, apply it to test, print a table and write JSON and PNG.",
+    )
+    evaluate.add_argument(
+        "model",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"saved model folder or Hub id (default: {DEFAULT_MODEL}, offline when installed)",
+    )
+    evaluate.add_argument(
+        "--data",
+        choices=DATA_SOURCES,
+        default="catalog",
+        help="catalog: the built-in catalog (val -> tst); wdc: product tables (valid -> test); "
+        "xmc: an Extreme Classification dataset (its test queries halved at random)",
+    )
+    evaluate.add_argument("--data_dir", help="folder of the wdc or xmc data")
+    evaluate.add_argument(
+        "--view",
+        choices=("corpus", "labelled"),
+        help="rank against every label, or only the labelled candidates (default: labelled for wdc, corpus otherwise)",
+    )
+    evaluate.add_argument("--output_dir", default="coverage_evaluation", help="where coverage.json/.png go")
+    evaluate.add_argument("--target_precisions", type=float, nargs="+", default=[0.9, 0.95])
+    evaluate.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default="empirical")
+    evaluate.add_argument("--delta", type=float, default=0.05, help="Clopper-Pearson risk level")
+    evaluate.add_argument("--batch_size", type=int, default=64)
+    evaluate.add_argument("--seed", type=int, default=0, help="catalog generation / XMC calibration split seed")
+    evaluate.add_argument("--device", help="e.g. cpu or cuda (default: sentence-transformers' choice)")
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from alc_hf.evaluation import CoverageEvaluator
+    from alc_hf.evaluation.report import write_report
+    from alc_hf.evaluation.views import evaluation_views
+    from alc_hf.models import load_encoder
+
+    calibration, test = evaluation_views(args.data, args.data_dir, args.view, seed=args.seed)
+    evaluator = CoverageEvaluator(
+        calibration,
+        test,
+        target_precisions=args.target_precisions,
+        calibration_method=args.calibration_method,
+        delta=args.delta,
+        batch_size=args.batch_size,
+        show_progress_bar=True,
+    )
+    model = load_encoder(args.model, device=args.device)
+    evaluator(model)
+    report = evaluator.last_report
+    json_path, png_path = write_report(report, args.output_dir)
+    print(f"\nModel {args.model} on {args.data}{' ' + args.data_dir if args.data_dir else ''}:\n")
+    print(report.table())
+    print(f"\nWrote {json_path} and {png_path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _evaluate(args)
+    except (ValueError, OSError, ModelLoadError) as error:
+        # Bad input gets its message, not a traceback; anything else is a bug and keeps its traceback.
+        print(f"alc-hf {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""From embeddings to a coverage report: retrieve each split's top-k, mark what is correct, calibrate on one split
+and apply to the other."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from alc_hf.data import EvaluationView
+from alc_hf.evaluation.report import CoverageReport, SplitSummary, threshold_results
+from alc_hf.metrics import OPISResult, opis, precision_coverage_curve, precision_from_relevance, relevance_matrix
+from alc_hf.retrieval import LabelIndex
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    """A split's top-k predictions: ``ids`` / ``scores`` ``[n, k]`` (-1 / -inf where a query has fewer) and
+    whether each is ``correct``."""
+
+    name: str
+    ids: np.ndarray
+    scores: np.ndarray
+    correct: np.ndarray
+    num_with_match: int
+
+    @property
+    def num_queries(self) -> int:
+        return self.ids.shape[0]
+
+    def precision_at(self, k: int) -> float:
+        return precision_from_relevance(self.correct, k)
+
+
+def check_view(view: EvaluationView, name: str) -> None:
+    """Errors for a view that cannot be evaluated: no query, or relevant labels that are not in the corpus."""
+    if len(view.queries) == 0:
+        raise ValueError(f"the {name} split has no query")
+    if len(view.relevant) != len(view.queries):
+        raise ValueError(
+            f"the {name} split has {len(view.queries)} queries but relevant labels for {len(view.relevant)}"
+        )
+    ids = view.relevant.ids
+    outside = (ids < 0) | (ids >= len(view.corpus))
+    if outside.any():
+        query = int(view.relevant.row_of_each_id()[outside][0])
+        raise ValueError(
+            f"the {name} split's query {query} has a relevant label index outside the corpus [0, {len(view.corpus)})"
+        )
+
+
+def predict_split(
+    view: EvaluationView, query_embeddings: np.ndarray, index: LabelIndex, k: int, name: str
+) -> SplitPredictions:
+    """Top-k of every query: over the whole corpus, or only over the query's candidates when the view has them;
+    filter pairs removed in both cases."""
+    check_view(view, name)
+    if view.candidates is None:
+        top = index.search(query_embeddings, k, filter_pairs=view.filter_pairs)
+    else:
+        top = index.search_candidates(query_embeddings, view.candidates, k, filter_pairs=view.filter_pairs)
+    return SplitPredictions(
+        name=name,
+        ids=top.ids,
+        scores=top.scores,
+        correct=relevance_matrix(top.ids, view.relevant),
+        num_with_match=int((view.relevant.lengths() > 0).sum()),
+    )
+
+
+def coverage_report(
+    calibration: SplitPredictions,
+    test: SplitPredictions,
+    target_precisions: Sequence[float] = (0.9, 0.95),
+    precision_at_k: Sequence[int] = (1, 5),
+    coverage_at_k: Sequence[int] = (1,),
+    method: str = "empirical",
+    delta: float = 0.05,
+) -> CoverageReport:
+    """Every figure of :class:`CoverageReport` from the two splits' predictions."""
+    width = min(calibration.ids.shape[1], test.ids.shape[1])
+    if max(*precision_at_k, *coverage_at_k) > width:
+        raise ValueError(f"P@k and C@k need k <= {width}, the number of predictions per query")
+    coverage = {
+        k: threshold_results(
+            calibration.scores[:, :k],
+            calibration.correct[:, :k],
+            test.scores[:, :k],
+            test.correct[:, :k],
+            target_precisions,
+            method,
+            delta,
+        )
+        for k in coverage_at_k
+    }
+    scored = test.ids >= 0
+    return CoverageReport(
+        calibration=SplitSummary(
+            calibration.name,
+            calibration.num_queries,
+            calibration.num_with_match,
+            {k: calibration.precision_at(k) for k in precision_at_k},
+        ),
+        test=SplitSummary(
+            test.name, test.num_queries, test.num_with_match, {k: test.precision_at(k) for k in precision_at_k}
+        ),
+        method=method,
+        delta=delta if method == "clopper_pearson" else None,
+        coverage=coverage,
+        aupc=precision_coverage_curve(test.scores[:, 0], test.correct[:, 0]).area(),
+        opis=_opis_or_nan(test.scores[scored], test.correct[scored], test.ids[scored]),
+        calibration_top1=(calibration.scores[:, 0], calibration.correct[:, 0]),
+        test_top1=(test.scores[:, 0], test.correct[:, 0]),
+    )
+
+
+def _opis_or_nan(scores: np.ndarray, correct: np.ndarray, labels: np.ndarray) -> OPISResult:
+    if correct.all() or not correct.any():
+        # OPIS compares matches with non-matches: without one of them there is nothing to compare.
+        return OPISResult(float("nan"), 0, float("nan"), float("nan"))
+    return opis(scores, correct, labels)

@@ -1,0 +1,218 @@
+"""The coverage report of a split pair: every figure, as metrics, JSON and a readable table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alc_hf.metrics import (
+    CoverageAtThreshold,
+    OPISResult,
+    ThresholdCalibration,
+    calibrate_threshold,
+    coverage_at_threshold,
+)
+
+
+def target_name(target_precision: float) -> str:
+    """``0.9 -> "p90"``, ``0.925 -> "p92.5"``: the suffix of coverage metric names."""
+    return f"p{100 * target_precision:g}"
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """One target precision: the threshold calibrated on the calibration split, what it does on test, and the
+    oracle (threshold chosen on test itself: an upper bound, not an honest figure)."""
+
+    calibrated: ThresholdCalibration
+    test: CoverageAtThreshold
+    oracle: ThresholdCalibration
+
+
+def threshold_results(
+    calibration_scores: np.ndarray,
+    calibration_correct: np.ndarray,
+    test_scores: np.ndarray,
+    test_correct: np.ndarray,
+    target_precisions: Sequence[float],
+    method: str = "empirical",
+    delta: float = 0.05,
+) -> list[ThresholdResult]:
+    """Calibrate a threshold per target on the calibration predictions and apply it to the test predictions."""
+    results = []
+    for target in target_precisions:
+        calibrated = calibrate_threshold(calibration_scores, calibration_correct, target, method, delta)
+        results.append(
+            ThresholdResult(
+                calibrated=calibrated,
+                test=coverage_at_threshold(test_scores, test_correct, calibrated.threshold),
+                oracle=calibrate_threshold(test_scores, test_correct, target, method, delta),
+            )
+        )
+    return results
+
+
+def threshold_metrics(results: Sequence[ThresholdResult], prefix: str) -> dict[str, float]:
+    """Flat metrics: ``{prefix}_p90`` (test coverage at the calibrated threshold), ``_precision`` (the precision it
+    achieves on test), ``_threshold``, ``_oracle`` and ``_oracle_threshold``."""
+    metrics = {}
+    for result in results:
+        name = f"{prefix}_{target_name(result.calibrated.target_precision)}"
+        metrics[name] = result.test.coverage
+        metrics[f"{name}_precision"] = result.test.precision
+        metrics[f"{name}_threshold"] = result.calibrated.threshold
+        metrics[f"{name}_oracle"] = result.oracle.coverage
+        metrics[f"{name}_oracle_threshold"] = result.oracle.threshold
+    return metrics
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    name: str
+    num_queries: int
+    num_with_match: int
+    precision_at: dict[int, float]
+
+
+@dataclass
+class CoverageReport:
+    """Every figure of one evaluation. ``coverage[k]`` holds C@k per target precision (C@1 first).
+
+    The top-1 scores and correctness of both splits are kept for the plot; they are not written to JSON."""
+
+    calibration: SplitSummary
+    test: SplitSummary
+    method: str
+    delta: float | None
+    coverage: dict[int, list[ThresholdResult]]
+    aupc: float
+    opis: OPISResult
+    calibration_top1: tuple[np.ndarray, np.ndarray] = field(repr=False)
+    test_top1: tuple[np.ndarray, np.ndarray] = field(repr=False)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat figures for logging: P@k on test (and ``calibration_p@1``), C@k at each target, AUPC, OPIS."""
+        metrics = {f"p@{k}": value for k, value in self.test.precision_at.items()}
+        metrics["calibration_p@1"] = self.calibration.precision_at[1]
+        for k, results in self.coverage.items():
+            metrics.update(threshold_metrics(results, f"c@{k}"))
+        metrics["aupc"] = self.aupc
+        metrics["opis"] = self.opis.value
+        return metrics
+
+    def to_dict(self) -> dict:
+        def finite_or_none(value: float) -> float | None:
+            return value if math.isfinite(value) else None
+
+        def threshold_dict(result: ThresholdResult) -> dict:
+            return {
+                "target_precision": result.calibrated.target_precision,
+                "reachable": result.calibrated.reachable,
+                "threshold": finite_or_none(result.calibrated.threshold),
+                "calibration": _figures(result.calibrated),
+                "test": _figures(result.test),
+                "oracle_threshold": finite_or_none(result.oracle.threshold),
+                "oracle_test": _figures(result.oracle),
+            }
+
+        return {
+            "calibration_method": self.method,
+            "delta": self.delta,
+            "splits": {
+                split.name: {
+                    "num_queries": split.num_queries,
+                    "num_with_match": split.num_with_match,
+                    "precision_at": {str(k): v for k, v in split.precision_at.items()},
+                }
+                for split in (self.calibration, self.test)
+            },
+            "coverage_at": {str(k): [threshold_dict(r) for r in results] for k, results in self.coverage.items()},
+            "test_aupc": self.aupc,
+            "test_opis": {
+                "value": finite_or_none(self.opis.value),
+                "num_labels": self.opis.num_labels,
+                "threshold_range": [self.opis.threshold_low, self.opis.threshold_high],
+            },
+            "metrics": {k: finite_or_none(v) for k, v in self.metrics().items()},
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` atomically: a reader never sees a half-written file."""
+        return write_atomically(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=False).encode())
+
+    def table(self) -> str:
+        """A readable plain-text table of the main figures."""
+        lines = [
+            f"{'split':<12}{'queries':>9}{'with match':>12}"
+            + "".join(f"{'P@' + str(k):>8}" for k in self.test.precision_at),
+        ]
+        for split in (self.calibration, self.test):
+            lines.append(
+                f"{split.name:<12}{split.num_queries:>9}{split.num_with_match:>12}"
+                + "".join(f"{v:>8.3f}" for v in split.precision_at.values())
+            )
+        lines += [
+            "",
+            f"Threshold calibrated on {self.calibration.name} ({self.method}), applied to {self.test.name}; "
+            f"oracle = threshold chosen on {self.test.name} (upper bound).",
+            f"{'metric':<8}{'target':>8}{'threshold':>11}{'coverage':>10}{'precision':>11}"
+            f"{'oracle cov.':>13}{'oracle thr.':>13}",
+        ]
+        for k, results in self.coverage.items():
+            for result in results:
+                lines.append(
+                    f"{'C@' + str(k):<8}{result.calibrated.target_precision:>8.3f}"
+                    f"{_format(result.calibrated.threshold):>11}{result.test.coverage:>10.3f}"
+                    f"{_format(result.test.precision):>11}{result.oracle.coverage:>13.3f}"
+                    f"{_format(result.oracle.threshold):>13}"
+                )
+        lines += [
+            "",
+            f"AUPC (test, top-1): {self.aupc:.3f}    OPIS (test, {self.opis.num_labels} labels): "
+            f"{_format(self.opis.value)}",
+        ]
+        return "\n".join(lines)
+
+
+def _format(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return "unreached" if math.isinf(value) else f"{value:.3f}"
+
+
+def _figures(result: CoverageAtThreshold) -> dict:
+    return {
+        "coverage": result.coverage,
+        "precision": None if math.isnan(result.precision) else result.precision,
+        "num_accepted": result.num_accepted,
+        "num_predictions": result.num_predictions,
+    }
+
+
+def write_atomically(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_report(report: CoverageReport, output_dir: str | Path, stem: str = "coverage") -> tuple[Path, Path]:
+    """``{stem}.json`` (every figure) and ``{stem}.png`` (the plot) in ``output_dir``."""
+    from alc_hf.evaluation.plot import plot_report
+
+    output_dir = Path(output_dir)
+    return report.write_json(output_dir / f"{stem}.json"), plot_report(report, output_dir / f"{stem}.png")

@@ -1,0 +1,220 @@
+"""Coverage at a calibrated threshold: the share of predictions that can be accepted automatically.
+
+A prediction is accepted when its score is at least the threshold; equal scores are therefore accepted or rejected
+together. A score of ``-inf`` means "no prediction" (e.g. a query whose candidates were all filtered out): it is
+never accepted but still counts in the denominator of coverage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import beta
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_METHODS = ("empirical", "clopper_pearson")
+
+
+def check_scores(scores: np.ndarray, correct: np.ndarray, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+    """Validate a (scores, correct) pair and return them as flat float64 / bool arrays."""
+    scores = np.asarray(scores, dtype=np.float64)
+    correct = np.asarray(correct)
+    if scores.shape != correct.shape:
+        raise ValueError(f"{name} has shape {scores.shape} but its correctness flags have {correct.shape}")
+    scores, correct = scores.reshape(-1), correct.reshape(-1)
+    if scores.size == 0:
+        raise ValueError(f"{name} is empty: there is nothing to evaluate")
+    if correct.dtype != bool:
+        if not np.isin(correct, (0, 1)).all():
+            raise ValueError(f"the correctness flags of {name} must be booleans or 0/1")
+        correct = correct.astype(bool)
+    bad = np.flatnonzero(np.isnan(scores) | (scores == np.inf))
+    if bad.size:
+        raise ValueError(f"{name}[{bad[0]}] is {scores[bad[0]]}: scores must be finite (-inf marks no prediction)")
+    wrong_empty = np.flatnonzero((scores == -np.inf) & correct)
+    if wrong_empty.size:
+        raise ValueError(f"{name}[{wrong_empty[0]}] is -inf (no prediction) but is marked correct")
+    return scores, correct
+
+
+def check_target_precision(target_precision: float) -> float:
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target precision must be in (0, 1], got {target_precision}")
+    return float(target_precision)
+
+
+@dataclass(frozen=True)
+class PrecisionCoverageCurve:
+    """Every operating point: at ``thresholds[i]`` (descending), ``num_accepted[i]`` predictions are accepted,
+    ``coverage[i]`` of all, with ``precision[i]`` of them correct."""
+
+    thresholds: np.ndarray
+    coverage: np.ndarray
+    precision: np.ndarray
+    num_accepted: np.ndarray
+    num_correct: np.ndarray
+    num_predictions: int
+
+    def area(self) -> float:
+        """AUPC: mean precision along the curve, each accepted prediction weighing ``1 / num_predictions``
+        (predictions that are never accepted, ``-inf``, weigh 0)."""
+        group_sizes = np.diff(self.num_accepted, prepend=0)
+        return float((group_sizes * self.precision).sum() / self.num_predictions)
+
+
+def precision_coverage_curve(scores: np.ndarray, correct: np.ndarray) -> PrecisionCoverageCurve:
+    """The precision–coverage curve of ``scores`` (any shape) with correctness flags ``correct``."""
+    scores, correct = check_scores(scores, correct)
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_correct = scores[order], correct[order]
+    accepted = sorted_scores > -np.inf
+    sorted_scores, sorted_correct = sorted_scores[accepted], sorted_correct[accepted]
+    # The last index of every run of equal scores: thresholds sit between distinct values only.
+    group_ends = np.flatnonzero(np.append(sorted_scores[1:] != sorted_scores[:-1], True)) if sorted_scores.size else []
+    num_accepted = np.asarray(group_ends, dtype=np.int64) + 1
+    num_correct = np.cumsum(sorted_correct, dtype=np.int64)[group_ends] if sorted_scores.size else np.zeros(0, np.int64)
+    return PrecisionCoverageCurve(
+        thresholds=sorted_scores[group_ends] if sorted_scores.size else np.zeros(0),
+        coverage=num_accepted / scores.size,
+        precision=num_correct / np.maximum(num_accepted, 1),
+        num_accepted=num_accepted,
+        num_correct=np.asarray(num_correct, dtype=np.int64),
+        num_predictions=scores.size,
+    )
+
+
+@dataclass(frozen=True)
+class CoverageAtThreshold:
+    """What a threshold does to a split. ``precision`` is NaN when nothing is accepted."""
+
+    threshold: float
+    coverage: float
+    precision: float
+    num_accepted: int
+    num_predictions: int
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ThresholdCalibration(CoverageAtThreshold):
+    """A threshold chosen on a calibration split for ``target_precision``; the inherited figures are the
+    calibration split's own. ``threshold`` is ``inf`` (accept nothing) when the target cannot be reached."""
+
+    target_precision: float = 1.0
+    method: str = "empirical"
+    delta: float | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return math.isfinite(self.threshold)
+
+
+def clopper_pearson_lower(num_correct: np.ndarray, num_accepted: np.ndarray, delta: float) -> np.ndarray:
+    """One-sided ``1 - delta`` Clopper–Pearson lower confidence bound of a binomial proportion."""
+    num_correct = np.asarray(num_correct, dtype=np.float64)
+    num_accepted = np.asarray(num_accepted, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        lower = beta.ppf(delta, num_correct, num_accepted - num_correct + 1)
+    return np.where(num_correct > 0, lower, 0.0)
+
+
+def calibrate_threshold(
+    scores: np.ndarray,
+    correct: np.ndarray,
+    target_precision: float,
+    method: str = "empirical",
+    delta: float = 0.05,
+) -> ThresholdCalibration:
+    """The smallest threshold whose accepted predictions reach ``target_precision`` on this (calibration) split.
+
+    ``method="empirical"`` requires the accepted predictions' precision to be at least the target;
+    ``"clopper_pearson"`` requires its one-sided Clopper–Pearson lower bound at confidence ``1 - delta`` to be,
+    which guarantees the target with probability ``1 - delta`` for exchangeable test data (at a fixed threshold).
+    When no threshold reaches the target, the result accepts nothing (``threshold = inf``, coverage 0) and a
+    warning says so.
+
+    Args:
+        scores: top-1 score per query (or any flat set of prediction scores), ``-inf`` for no prediction.
+        correct: whether each prediction is correct (bool or 0/1).
+        target_precision: the precision required, in (0, 1].
+        method: ``"empirical"`` or ``"clopper_pearson"``.
+        delta: the Clopper–Pearson risk level, in (0, 1).
+    """
+    target_precision = check_target_precision(target_precision)
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be one of {CALIBRATION_METHODS}, got {method!r}")
+    if method == "clopper_pearson" and not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    curve = precision_coverage_curve(scores, correct)
+    if method == "empirical":
+        # Integer comparison with a tolerance so that e.g. 9 of 10 reaches 0.9 despite rounding.
+        reaches = curve.num_correct >= target_precision * curve.num_accepted - 1e-9
+    else:
+        reaches = clopper_pearson_lower(curve.num_correct, curve.num_accepted, delta) >= target_precision
+    options = {
+        "target_precision": target_precision,
+        "method": method,
+        "delta": delta if method == "clopper_pearson" else None,
+    }
+    if not reaches.any():
+        logger.warning(
+            "no threshold reaches precision %.3f (%s) on %d calibration predictions: accepting nothing",
+            target_precision,
+            method,
+            curve.num_predictions,
+        )
+        return ThresholdCalibration(math.inf, 0.0, math.nan, 0, curve.num_predictions, **options)
+    best = int(np.flatnonzero(reaches)[-1])
+    return ThresholdCalibration(
+        threshold=float(curve.thresholds[best]),
+        coverage=float(curve.coverage[best]),
+        precision=float(curve.precision[best]),
+        num_accepted=int(curve.num_accepted[best]),
+        num_predictions=curve.num_predictions,
+        **options,
+    )
+
+
+def coverage_at_threshold(scores: np.ndarray, correct: np.ndarray, threshold: float) -> CoverageAtThreshold:
+    """Accept every prediction scoring at least ``threshold``: the share accepted, their precision (NaN when none
+    is accepted) and how many."""
+    scores, correct = check_scores(scores, correct)
+    if math.isnan(threshold):
+        raise ValueError("threshold is NaN")
+    # -inf marks no prediction: never accepted, even at a threshold of -inf.
+    accepted = (scores >= threshold) & (scores > -np.inf)
+    num_accepted = int(accepted.sum())
+    return CoverageAtThreshold(
+        threshold=float(threshold),
+        coverage=num_accepted / scores.size,
+        precision=float(correct[accepted].mean()) if num_accepted else math.nan,
+        num_accepted=num_accepted,
+        num_predictions=scores.size,
+    )
+
+
+def coverage_at_k(
+    calibration_scores: np.ndarray,
+    calibration_correct: np.ndarray,
+    test_scores: np.ndarray,
+    test_correct: np.ndarray,
+    target_precision: float,
+    method: str = "empirical",
+    delta: float = 0.05,
+) -> tuple[ThresholdCalibration, CoverageAtThreshold]:
+    """C@k: the share of all top-k recommendations (``[n, k]`` scores, k per query, ``-inf`` where a query has
+    fewer) accepted at the threshold calibrated for the precision of accepted top-k recommendations.
+
+    Returns the calibration and what its threshold does on the test split. With ``k = 1`` this is C@1.
+    """
+    for name, array in (("calibration_scores", calibration_scores), ("test_scores", test_scores)):
+        if np.ndim(array) not in (1, 2):
+            raise ValueError(f"{name} must be [n] or [n, k], got shape {np.shape(array)}")
+    calibration = calibrate_threshold(calibration_scores, calibration_correct, target_precision, method, delta)
+    return calibration, coverage_at_threshold(test_scores, test_correct, calibration.threshold)

@@ -1,0 +1,265 @@
+"""What the training recipe does, as library calls: the loss from its options, LoRA adapters, the Hub check that
+runs before training, evaluation on every process, the model card and the run summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from sentence_transformers import SentenceTransformer
+from torch import nn
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from alc_hf.evaluation import CoverageEvaluator, CoverageReport
+from alc_hf.evaluation.report import target_name, write_atomically, write_report
+from alc_hf.losses import ALCLoss, TCMLoss
+from alc_hf.losses.backbones import build_base_loss
+from alc_hf.losses.in_batch import InBatchLoss
+
+logger = logging.getLogger(__name__)
+
+
+def build_loss(
+    model: SentenceTransformer,
+    base_loss: str = "softmax",
+    alc: bool = True,
+    ql_weight: float = 1.0,
+    qb_weight: float = 1.0,
+    num_negatives: int = 8,
+    tcm: bool = True,
+    pos_margin: float = 0.9,
+    neg_margin: float = 0.5,
+    gather_across_devices: bool = False,
+) -> nn.Module:
+    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off."""
+    loss: str | nn.Module = base_loss
+    if alc:
+        loss = ALCLoss(
+            model,
+            base_loss=loss,
+            ql_weight=ql_weight,
+            qb_weight=qb_weight,
+            num_negatives=num_negatives,
+            gather_across_devices=gather_across_devices,
+        )
+    if tcm:
+        loss = TCMLoss(
+            model,
+            base_loss=loss,
+            pos_margin=pos_margin,
+            neg_margin=neg_margin,
+            gather_across_devices=gather_across_devices,
+        )
+    if isinstance(loss, str):
+        loss = build_base_loss(model, loss, "the recipe", gather_across_devices)
+    return loss
+
+
+def find_alc_loss(loss: nn.Module) -> ALCLoss | None:
+    """The ALCLoss in a chain of wrapping losses (each keeps the one it wraps in ``.loss``), if any."""
+    while loss is not None:
+        if isinstance(loss, ALCLoss):
+            return loss
+        loss = getattr(loss, "loss", None)
+    return None
+
+
+def pair_head_learning_rates(loss: nn.Module, learning_rate: float) -> dict[str, float]:
+    """``learning_rate_mapping`` entries that give the pair head its own learning rate: it starts from scratch
+    and learns too slowly at an encoder's fine-tuning rate."""
+    return {r"pair_head\.": learning_rate} if find_alc_loss(loss) is not None else {}
+
+
+def candidates_per_query(loss: nn.Module) -> int | None:
+    """How many in-batch candidates each query was scored against in the last step (every process's when the
+    loss gathers across devices)."""
+    return loss.last_num_candidates if isinstance(loss, InBatchLoss) else None
+
+
+def add_lora_adapter(
+    model: SentenceTransformer,
+    base_model: str,
+    r: int,
+    alpha: int = 16,
+    dropout: float = 0.05,
+    target_modules: Sequence[str] | None = None,
+) -> None:
+    """Train a LoRA adapter instead of the whole encoder; the model card says it is an adapter of ``base_model``."""
+    from peft import LoraConfig, TaskType
+
+    if r < 1:
+        raise ValueError(f"lora_r must be >= 1, got {r}")
+    model.add_adapter(
+        LoraConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=list(target_modules) if target_modules else None,
+        )
+    )
+    card = model.model_card_data
+    card.model_name = f"LoRA adapter (r={r}) for {base_model}, trained with alc_hf"
+    card.tags = [*card.tags, "peft", "lora", "alc_hf"]
+
+
+class HubUnavailableError(RuntimeError):
+    """Pushing to the Hub was asked for but cannot work (offline, no token, or the Hub is unreachable)."""
+
+
+def check_hub_ready(hub_model_id: str | None, token: str | None = None) -> str:
+    """Make sure a push at the end of training can succeed, before training starts; returns the user name.
+
+    Raises :class:`HubUnavailableError` when ``HF_HUB_OFFLINE`` is set, no token is found, or the Hub does not
+    answer to the token."""
+    from huggingface_hub import HfApi, constants, get_token
+
+    where = f"--push_to_hub{f' to {hub_model_id}' if hub_model_id else ''}"
+    if constants.HF_HUB_OFFLINE:
+        raise HubUnavailableError(f"{where} is impossible: HF_HUB_OFFLINE=1 is set. Unset it or drop --push_to_hub.")
+    token = token or get_token()
+    if not token:
+        raise HubUnavailableError(
+            f"{where} needs a Hugging Face token: run `hf auth login`, set HF_TOKEN or pass --hub_token."
+        )
+    try:
+        return HfApi().whoami(token=token)["name"]
+    except Exception as error:  # any failure here means the push would fail after training: stop now, say why
+        raise HubUnavailableError(
+            f"{where}: the Hugging Face Hub cannot be reached with this token ({error})."
+        ) from error
+
+
+LOSS_STATE_FILE = "loss_state.safetensors"
+
+
+def loss_own_state(loss: nn.Module, model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of ``loss`` that are not the encoder's: the ALC pair head's parameters."""
+    encoder_tensors = {id(tensor) for tensor in model.state_dict(keep_vars=True).values()}
+    return {
+        name: tensor.detach().contiguous()
+        for name, tensor in loss.state_dict(keep_vars=True).items()
+        if id(tensor) not in encoder_tensors
+    }
+
+
+class LossCheckpointCallback(TrainerCallback):
+    """Saves the loss's own parameters (the ALC pair head) into every checkpoint: the Trainer checkpoints the
+    encoder and the optimizer but not the loss module, so without this a resumed run restarts the pair head from
+    scratch. :func:`load_loss_checkpoint` puts them back."""
+
+    def __init__(self, loss: nn.Module, model: nn.Module) -> None:
+        self.loss = loss
+        self.model = model
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        own_state = loss_own_state(self.loss, self.model)
+        if state.is_world_process_zero and own_state:
+            checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            save_file({name: tensor.cpu() for name, tensor in own_state.items()}, str(checkpoint / LOSS_STATE_FILE))
+
+
+def load_loss_checkpoint(loss: nn.Module, model: nn.Module, checkpoint: str | Path) -> None:
+    """Restore what :class:`LossCheckpointCallback` saved in ``checkpoint`` (a ``checkpoint-N`` folder)."""
+    expected = loss_own_state(loss, model)
+    if not expected:
+        return
+    path = Path(checkpoint) / LOSS_STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: {checkpoint} holds no state for the loss's own parameters "
+            f"({', '.join(sorted(expected))}); was it written by a run with the same loss configuration?"
+        )
+    saved = load_file(str(path))
+    if saved.keys() != expected.keys():
+        raise ValueError(
+            f"{path} holds {sorted(saved)} but the loss has {sorted(expected)}: the loss configuration changed"
+        )
+    with torch.no_grad():
+        for name, tensor in expected.items():
+            tensor.copy_(saved[name].to(tensor.device))
+
+
+def run_coverage_evaluation(trainer: Any, evaluator: CoverageEvaluator) -> CoverageReport | None:
+    """Run ``evaluator`` through ``trainer.evaluate()`` (collective under several processes: call it on every one)
+    and return its report on the main process, None on the others. The trainer's own evaluator is restored."""
+    trainer_evaluator, trainer.evaluator = trainer.evaluator, evaluator
+    try:
+        trainer.evaluate()
+    finally:
+        trainer.evaluator = trainer_evaluator
+    return evaluator.last_report if trainer.is_world_process_zero() else None
+
+
+def finish_run(
+    trainer: Any,
+    loss: nn.Module,
+    before: CoverageReport | None,
+    after: CoverageReport | None,
+) -> Path:
+    """Save the model (and the pair head) to ``output_dir/final``, write the coverage reports and the training
+    log, print a summary, and push to the Hub when asked. Call it on every process; returns the model folder."""
+    output_dir = Path(trainer.args.output_dir)
+    final_dir = output_dir / "final"
+    trainer.save_model(str(final_dir))
+    if trainer.is_world_process_zero():
+        alc_loss = find_alc_loss(loss)
+        if alc_loss is not None:
+            alc_loss.save_pair_head(final_dir)
+        written = [*write_report(after, output_dir, "coverage_after")]
+        if before is not None:
+            written += write_report(before, output_dir, "coverage_before")
+        written.append(
+            write_atomically(
+                output_dir / "training_log.json",
+                json.dumps(trainer.state.log_history, indent=2, default=str).encode(),
+            )
+        )
+        print(run_summary(trainer, loss, before, after, final_dir, written))
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub()
+    return final_dir
+
+
+def run_summary(
+    trainer: Any,
+    loss: nn.Module,
+    before: CoverageReport | None,
+    after: CoverageReport,
+    final_dir: Path,
+    written: Sequence[Path],
+) -> str:
+    """The end-of-run summary: loss parts first to last, coverage before and after, where everything went."""
+    lines = ["", "=" * 80, f"Trained {trainer.state.global_step} steps."]
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    if logged:
+        parts = [key for key in ("base", "ql", "qb", "tcm") if key in logged[0]]
+        lines.append(
+            "loss parts, first -> last log: "
+            + ", ".join(f"{key} {logged[0][key]:.4f} -> {logged[-1][key]:.4f}" for key in parts)
+        )
+    candidates = candidates_per_query(loss)
+    if candidates is not None:
+        lines.append(
+            f"in-batch candidates per query (last step): {candidates} over {trainer.args.world_size} process(es)"
+        )
+    metrics_after = after.metrics()
+    metrics_before = before.metrics() if before is not None else {}
+    lines.append(f"{'test figure':<24}{'before':>10}{'after':>10}")
+    names = ["p@1", *(f"c@1_{target_name(r.calibrated.target_precision)}" for r in after.coverage[1])]
+    for name in names:
+        old = metrics_before.get(name)
+        lines.append(f"{name:<24}{'-' if old is None else f'{old:.3f}':>10}{metrics_after[name]:>10.3f}")
+    lines += [
+        "(c@1_pXX: coverage of top-1 at the threshold calibrated for XX% precision on the calibration split)",
+        f"model and card: {final_dir} ({final_dir / 'README.md'})",
+        f"reports: {', '.join(str(path) for path in written)}",
+        "=" * 80,
+    ]
+    return "\n".join(lines)

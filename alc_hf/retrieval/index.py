@@ -1,0 +1,434 @@
+"""Top-k search of query embeddings over a label corpus embedded once: exact (faiss flat) or approximate (HNSW, IVF),
+with filter pairs removed, and scoring restricted to per-query candidate labels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from alc_hf.data.xmc import RaggedIds
+
+KINDS = ("flat", "hnsw", "ivf")
+DEFAULT_OPTIONS: dict[str, dict[str, int | None]] = {
+    "flat": {},
+    "hnsw": {"M": 32, "ef_construction": 200, "ef_search": 128},
+    "ivf": {"nlist": None, "nprobe": 16},
+}
+# Rows per validation pass: bounds the boolean temporaries for 100K+ rows.
+_ROW_BLOCK = 16384
+# Bytes per gathered side when scoring (query, label) pairs: bounds search_candidates' temporaries.
+_PAIR_BLOCK_BYTES = 1 << 24
+# faiss's k-means asks for at least this many training points per IVF list and prints a warning otherwise.
+_MIN_POINTS_PER_LIST = 39
+
+
+@dataclass
+class TopK:
+    """Per-query top-k predictions, best first.
+
+    Attributes:
+        ids: ``[n, k]`` int64 label indices; -1 where a query has fewer than k labels left to return.
+        scores: ``[n, k]`` float32 inner products (cosine when normalised); -inf where ``ids`` is -1.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+class LabelIndex:
+    """The label corpus embedded once, searched by many query sets.
+
+    Scores are inner products; with ``normalize=True`` (the default) corpus and queries are L2-normalised first,
+    so scores are cosine similarities. Equal scores are ordered by lower label index in every search path.
+
+    Args:
+        corpus_embeddings: ``[num_labels, dim]`` label embeddings (any float dtype; searched as float32).
+        kind: ``"flat"`` (faiss ``IndexFlatIP``, exact), ``"hnsw"`` (``IndexHNSWFlat``; options ``M=32``,
+            ``ef_construction=200``, ``ef_search=128``) or ``"ivf"`` (``IndexIVFFlat``; options ``nlist``, default
+            ``4 * sqrt(num_labels)`` capped so each list has at least 39 training vectors, and ``nprobe=16``,
+            capped at ``nlist``; trained on the corpus, which faiss subsamples to 256 vectors per list).
+        normalize: L2-normalise corpus and queries (a float32 copy; the inputs are not modified).
+        **options: the options of ``kind`` named above.
+
+    Raises:
+        ValueError: unknown kind or option, an option below 1, a corpus that is not 2-D, is empty, holds NaN or
+            inf, or (with ``normalize``) a row whose norm is zero or overflows.
+    """
+
+    def __init__(
+        self, corpus_embeddings: np.ndarray, kind: str = "flat", normalize: bool = True, **options: int
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        unknown = sorted(set(options) - set(DEFAULT_OPTIONS[kind]))
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for kind {kind!r}; it takes {sorted(DEFAULT_OPTIONS[kind]) or 'none'}"
+            )
+        for name, value in options.items():
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"option {name} must be an integer >= 1, got {value!r}")
+        corpus = np.asarray(corpus_embeddings)
+        if corpus.ndim != 2 or corpus.shape[0] == 0 or corpus.shape[1] == 0:
+            raise ValueError(f"corpus_embeddings must be a non-empty 2-D array [num_labels, dim], got {corpus.shape}")
+        self._kind = kind
+        self._normalize = normalize
+        self._options = {**DEFAULT_OPTIONS[kind], **options}
+        num_labels, dim = corpus.shape
+        norms = _checked_norms(corpus, "corpus_embeddings", normalize)
+        vectors = _as_float32_rows(corpus, slice(None), norms)
+
+        if kind == "flat":
+            self._index = faiss.IndexFlatIP(dim)
+            self._index.add(vectors)
+            self._search_params = None
+        elif kind == "hnsw":
+            self._index = faiss.IndexHNSWFlat(dim, int(self._options["M"]), faiss.METRIC_INNER_PRODUCT)
+            self._index.hnsw.efConstruction = int(self._options["ef_construction"])
+            self._index.add(vectors)
+            self._search_params = None
+        else:
+            nlist = self._options["nlist"]
+            if nlist is None:
+                nlist = max(1, min(round(4 * math.sqrt(num_labels)), num_labels // _MIN_POINTS_PER_LIST))
+            if nlist > num_labels:
+                raise ValueError(f"option nlist={nlist} exceeds the {num_labels} corpus vectors it is trained on")
+            self._options["nlist"] = nlist
+            self._options["nprobe"] = min(int(self._options["nprobe"]), nlist)
+            # The index references the quantizer without owning it, so it is kept alive here.
+            self._quantizer = faiss.IndexFlatIP(dim)
+            self._index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            self._index.train(vectors)
+            self._index.add(vectors)
+            self._search_params = faiss.SearchParametersIVF(nprobe=self._options["nprobe"])
+
+        if kind == "ivf":
+            # IVF lists keep vectors in cluster order; candidates and recall need them by label index, and a
+            # float32 input without normalisation arrives here as the caller's own array.
+            self._vectors = vectors.copy() if np.may_share_memory(vectors, corpus) else vectors
+        else:
+            # View faiss's own copy rather than holding the corpus twice.
+            storage = self._index if kind == "flat" else faiss.downcast_index(self._index.storage)
+            self._vectors = faiss.rev_swig_ptr(storage.get_xb(), num_labels * dim).reshape(num_labels, dim)
+            self._vectors.flags.writeable = False
+
+    @property
+    def num_labels(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def options(self) -> dict[str, int]:
+        """The options in effect for ``kind``, defaults and caps applied."""
+        return dict(self._options)
+
+    def search(
+        self,
+        query_embeddings: np.ndarray,
+        k: int,
+        *,
+        filter_pairs: np.ndarray | None = None,
+        chunk_size: int = 4096,
+        show_progress_bar: bool = False,
+    ) -> TopK:
+        """The top-``k`` labels of every query over the whole corpus.
+
+        Equal scores come in order of label index, and of labels tied at the k-th place the lowest indices are kept
+        (faiss keeps an arbitrary subset, so rows tied there are searched again, wider). With ``kind="flat"`` this
+        is the top-k :meth:`search_candidates` gives with every label as a candidate, up to float32 rounding: faiss
+        (BLAS) and NumPy sum the inner products in different orders.
+
+        Args:
+            query_embeddings: ``[n, dim]`` queries; ``n`` may be 0.
+            k: predictions per query, >= 1. A ``k`` above ``num_labels`` is allowed: the columns past the labels
+                left are padded with -1 / -inf.
+            filter_pairs: ``[m, 2]`` integer (query row, label index) pairs never returned (the LF datasets'
+                ``filter_labels_*.txt``). Each query still gets ``k`` real predictions where the corpus allows.
+            chunk_size: queries searched per faiss call; memory grows as ``chunk_size * (k + filters per query)``.
+            show_progress_bar: show a tqdm bar over the queries.
+
+        Raises:
+            ValueError: bad queries (see the class), ``k`` or ``chunk_size`` below 1, or a filter pair out of range.
+        """
+        k = _checked_positive_int(k, "k")
+        chunk_size = _checked_positive_int(chunk_size, "chunk_size")
+        queries = self._checked_queries(query_embeddings)
+        norms = _checked_norms(queries, "query_embeddings", self._normalize)
+        num_queries = queries.shape[0]
+        filter_keys, filters_per_query = self._filter_keys(filter_pairs, num_queries)
+        top = TopK(
+            ids=np.full((num_queries, k), -1, dtype=np.int64),
+            scores=np.full((num_queries, k), -np.inf, dtype=np.float32),
+        )
+        progress = _progress(num_queries, show_progress_bar)
+        tied = []
+        for start in range(0, num_queries, chunk_size):
+            rows = np.arange(start, min(start + chunk_size, num_queries))
+            # Enough results that every query keeps k after its filtered labels are dropped, and one more to tell
+            # whether the k-th score is tied with labels left out.
+            width = min(k + int(filters_per_query[rows].max()) + 1, self.num_labels)
+            tied.append(rows[self._search_rows(queries, norms, rows, width, filter_keys, top)])
+            if progress is not None:
+                progress.update(rows.size)
+        if progress is not None:
+            progress.close()
+        # faiss keeps an arbitrary subset of labels tied at the last place it returns, so a row whose k-th score
+        # ties that place is searched again, wider, until the whole tie is in and the lowest indices win.
+        rows = np.concatenate(tied) if tied else np.zeros(0, dtype=np.int64)
+        width = min(k + int(filters_per_query.max(initial=0)) + 1, self.num_labels)
+        while rows.size:
+            width = min(2 * width, self.num_labels)
+            still_tied = []
+            for start in range(0, rows.size, chunk_size):
+                chunk = rows[start : start + chunk_size]
+                still_tied.append(chunk[self._search_rows(queries, norms, chunk, width, filter_keys, top)])
+            rows = np.concatenate(still_tied)
+        return top
+
+    def _search_rows(
+        self,
+        queries: np.ndarray,
+        norms: np.ndarray | None,
+        rows: np.ndarray,
+        width: int,
+        filter_keys: np.ndarray,
+        top: TopK,
+    ) -> np.ndarray:
+        """Search the query ``rows`` for their top ``width``, drop filtered pairs and write the best into ``top``.
+
+        Returns, per row, whether its k-th kept score equals the lowest score faiss returned while labels were
+        left out (so more labels with that score may exist).
+        """
+        k = top.ids.shape[1]
+        scores, ids = self._index.search(_as_float32_rows(queries, rows, norms), width, params=self._params(width))
+        lowest_returned = scores[:, -1].copy()
+        truncated = (ids[:, -1] >= 0) & (width < self.num_labels)
+        dropped = ids < 0
+        if filter_keys.size:
+            dropped |= _is_member(rows[:, None] * self.num_labels + ids, filter_keys)
+        ids[dropped] = -1
+        scores[dropped] = -np.inf
+        # Sorting by (score desc, label asc) fixes the order of equal scores and moves dropped entries to the end.
+        order = np.lexsort((ids, -scores), axis=-1)[:, :k]
+        kept = order.shape[1]
+        top.ids[rows, :kept] = np.take_along_axis(ids, order, axis=1)
+        top.scores[rows, :kept] = np.take_along_axis(scores, order, axis=1)
+        return truncated & (top.scores[rows, k - 1] == lowest_returned)
+
+    def search_candidates(
+        self,
+        query_embeddings: np.ndarray,
+        candidates: RaggedIds,
+        k: int,
+        *,
+        filter_pairs: np.ndarray | None = None,
+    ) -> TopK:
+        """The top-``k`` of each query's own ``candidates`` (e.g. the labels a blocking step kept), scored exactly.
+
+        Duplicate candidates in a row count once; rows with fewer than ``k`` candidates left (after filtering)
+        are padded with -1 / -inf. Scores are exact inner products whatever the index kind.
+
+        Args:
+            query_embeddings: ``[n, dim]`` queries.
+            candidates: per query, the label indices to score; ``len(candidates) == n``.
+            k: predictions per query, >= 1.
+            filter_pairs: ``[m, 2]`` (query row, label index) pairs never returned.
+
+        Raises:
+            TypeError: ``candidates`` is not a :class:`~alc_hf.data.RaggedIds`.
+            ValueError: bad queries or ``k``, a candidate count that differs from the query count, a candidate
+                label index out of range (naming the query row), or a filter pair out of range.
+        """
+        k = _checked_positive_int(k, "k")
+        queries = self._checked_queries(query_embeddings)
+        norms = _checked_norms(queries, "query_embeddings", self._normalize)
+        num_queries, num_labels = queries.shape[0], self.num_labels
+        if not isinstance(candidates, RaggedIds):
+            raise TypeError(
+                f"candidates must be an alc_hf.data.RaggedIds (e.g. RaggedIds.from_lists(rows)), "
+                f"got {type(candidates).__name__}"
+            )
+        if len(candidates) != num_queries:
+            raise ValueError(f"candidates has {len(candidates)} rows but there are {num_queries} queries")
+        rows = candidates.row_of_each_id()
+        labels = candidates.ids
+        bad = (labels < 0) | (labels >= num_labels)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"candidates of query {int(rows[first])} include label index {int(labels[first])}, "
+                f"outside [0, {num_labels})"
+            )
+        # Sorted unique (row, label) keys drop duplicates and leave the pairs grouped by row, labels ascending.
+        keys = _sorted_unique(rows * num_labels + labels)
+        filter_keys, _ = self._filter_keys(filter_pairs, num_queries)
+        if filter_keys.size:
+            keys = keys[~_is_member(keys, filter_keys)]
+        rows, labels = np.divmod(keys, num_labels)
+
+        pair_scores = np.empty(keys.size, dtype=np.float32)
+        step = max(1, _PAIR_BLOCK_BYTES // (4 * self.dim))
+        for start in range(0, keys.size, step):
+            stop = min(start + step, keys.size)
+            chunk_rows = rows[start:stop]
+            query_rows = _as_float32_rows(queries, chunk_rows, norms)
+            np.einsum("ij,ij->i", query_rows, self._vectors[labels[start:stop]], out=pair_scores[start:stop])
+
+        # Stable, so pairs with equal (row, score) keep their ascending label order.
+        order = np.argsort((rows << 32) | _descending_key(pair_scores), kind="stable")
+        rows, labels, pair_scores = rows[order], labels[order], pair_scores[order]
+        row_starts = np.searchsorted(rows, np.arange(num_queries))
+        rank = np.arange(rows.size) - row_starts[rows]
+        keep = rank < k
+        ids = np.full((num_queries, k), -1, dtype=np.int64)
+        scores = np.full((num_queries, k), -np.inf, dtype=np.float32)
+        ids[rows[keep], rank[keep]] = labels[keep]
+        scores[rows[keep], rank[keep]] = pair_scores[keep]
+        return TopK(ids=ids, scores=scores)
+
+    def recall(self, query_embeddings: np.ndarray, k: int, *, sample: int = 1000, seed: int = 0) -> float:
+        """Recall@k of this index against exact search: the share of the exact top-``k`` labels that
+        :meth:`search` also returns, over ``sample`` queries drawn at random (all of them when fewer).
+
+        Exact for ``kind="flat"``, which returns 1.0 without searching. ``k`` is capped at ``num_labels``.
+
+        Raises:
+            ValueError: bad queries, no query, or ``k`` / ``sample`` below 1.
+        """
+        k = min(_checked_positive_int(k, "k"), self.num_labels)
+        sample = _checked_positive_int(sample, "sample")
+        queries = self._checked_queries(query_embeddings)
+        if queries.shape[0] == 0:
+            raise ValueError("recall needs at least one query, got 0")
+        if self._kind == "flat":
+            _checked_norms(queries, "query_embeddings", self._normalize)
+            return 1.0
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(queries.shape[0], size=min(sample, queries.shape[0]), replace=False))
+        picked = queries[chosen]
+        norms = _checked_norms(picked, "query_embeddings", self._normalize)
+        _, exact = faiss.knn(
+            _as_float32_rows(picked, slice(None), norms), self._vectors, k, metric=faiss.METRIC_INNER_PRODUCT
+        )
+        approximate = self.search(picked, k).ids
+        rows = np.arange(chosen.size)[:, None]
+        exact_keys = (rows * self.num_labels + exact)[exact >= 0]
+        approximate_keys = (rows * self.num_labels + approximate)[approximate >= 0]
+        return float(np.isin(exact_keys, approximate_keys).mean())
+
+    def _params(self, width: int) -> faiss.SearchParameters | None:
+        if self._kind == "hnsw":
+            # HNSW cannot return more results than its search beam holds.
+            return faiss.SearchParametersHNSW(efSearch=max(int(self._options["ef_search"]), width))
+        return self._search_params
+
+    def _checked_queries(self, query_embeddings: np.ndarray) -> np.ndarray:
+        queries = np.asarray(query_embeddings)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"query_embeddings must be 2-D [n, {self.dim}], got shape {queries.shape}")
+        return queries
+
+    def _filter_keys(self, filter_pairs: np.ndarray | None, num_queries: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted unique ``row * num_labels + label`` keys of the filter pairs, and the number per query row."""
+        if filter_pairs is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(num_queries, dtype=np.int64)
+        pairs = np.asarray(filter_pairs)
+        if pairs.size == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(num_queries, dtype=np.int64)
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
+            raise ValueError(
+                f"filter_pairs must be an integer [m, 2] array of (query row, label index) pairs, "
+                f"got {pairs.dtype} with shape {pairs.shape}"
+            )
+        pairs = pairs.astype(np.int64, copy=False)
+        bad = (pairs[:, 0] < 0) | (pairs[:, 0] >= num_queries) | (pairs[:, 1] < 0) | (pairs[:, 1] >= self.num_labels)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"filter pair {first} is (query {pairs[first, 0]}, label {pairs[first, 1]}): query rows must be in "
+                f"[0, {num_queries}) and label indices in [0, {self.num_labels})"
+            )
+        keys = _sorted_unique(pairs[:, 0] * self.num_labels + pairs[:, 1])
+        return keys, np.bincount(keys // self.num_labels, minlength=num_queries)
+
+
+def _checked_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _checked_norms(rows: np.ndarray, name: str, normalize: bool) -> np.ndarray | None:
+    """Check every row is finite (and normalisable when ``normalize``); return the float32 row norms or None."""
+    norms = np.empty(rows.shape[0], dtype=np.float32) if normalize else None
+    for start in range(0, rows.shape[0], _ROW_BLOCK):
+        block = np.asarray(rows[start : start + _ROW_BLOCK], dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            block_norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        # A NaN or inf value makes its row's norm non-finite, so only those rows need a closer look.
+        for row in np.flatnonzero(~np.isfinite(block_norms)):
+            if not np.isfinite(block[row]).all():
+                raise ValueError(f"{name} row {start + row} holds NaN or inf (as float32); every value must be finite")
+            # Finite values whose squares overflow float32: summed again in float64 (inf if the norm overflows too).
+            with np.errstate(over="ignore"):
+                block_norms[row] = np.sqrt(np.square(block[row], dtype=np.float64).sum())
+        if norms is None:
+            continue
+        unusable = (block_norms == 0) | ~np.isfinite(block_norms)
+        if unusable.any():
+            row = int(np.flatnonzero(unusable)[0])
+            problem = "is all zeros" if block_norms[row] == 0 else "has a norm that overflows float32"
+            raise ValueError(f"{name} row {start + row} {problem} and cannot be normalised (or pass normalize=False)")
+        norms[start : start + block.shape[0]] = block_norms
+    return norms
+
+
+def _as_float32_rows(rows: np.ndarray, which: np.ndarray | slice, norms: np.ndarray | None) -> np.ndarray:
+    """The rows ``which`` as a C-contiguous float32 array, divided by their norms when given."""
+    block = np.asarray(rows[which], dtype=np.float32)
+    if norms is not None:
+        # search_candidates divides the same float32 values by the same norms, so both paths see identical vectors.
+        block = block / norms[which, None]
+    return np.ascontiguousarray(block)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-D int64 array: sort and mask, which is ~100x faster than np.unique (NumPy 2.4) at 10M+."""
+    values = np.sort(values)
+    first = np.ones(values.size, dtype=bool)
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    return values[first]
+
+
+def _descending_key(scores: np.ndarray) -> np.ndarray:
+    """int64 keys in [0, 2**32) whose ascending order is the descending order of float32 ``scores``."""
+    # Adding +0.0 turns -0.0 into +0.0, so equal scores get equal keys.
+    bits = (np.negative(scores) + np.float32(0)).view(np.int32).astype(np.int64)
+    # IEEE floats order like sign-magnitude integers: flipping the magnitude bits of negatives gives integer order.
+    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return bits + (1 << 31)
+
+
+def _is_member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Elementwise ``values in sorted_keys`` for a sorted, non-empty ``sorted_keys``."""
+    position = np.minimum(np.searchsorted(sorted_keys, values), sorted_keys.size - 1)
+    return sorted_keys[position] == values
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    # Imported only on request: the package otherwise needs numpy and faiss alone.
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="query", desc="search")

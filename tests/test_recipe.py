@@ -1,0 +1,224 @@
+"""The training recipe end to end: one process and two, LoRA, resuming, the Hub check, and its outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+
+from alc_hf import PairHead
+from alc_hf.pipeline import HubUnavailableError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPE = REPO_ROOT / "recipes" / "train_alc.py"
+# A small, fast run: 160 catalog rows, batch 16, 4 steps, no evaluation before training unless asked.
+SMALL_RUN = [
+    "--max_steps",
+    "4",
+    "--per_device_train_batch_size",
+    "16",
+    "--logging_steps",
+    "2",
+    "--num_negatives",
+    "3",
+    "--max_train_samples",
+    "160",
+    "--learning_rate",
+    "1e-3",
+    "--per_device_eval_batch_size",
+    "256",
+]
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("train_alc_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the recipe is executed
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_recipe(tiny_encoder_dir: Path, output_dir: Path, *extra: str) -> None:
+    load_recipe().main(
+        ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *extra]
+    )
+
+
+def test_recipe_trains_evaluates_and_writes_every_output(tiny_encoder_dir, tmp_path, capsys):
+    run_recipe(tiny_encoder_dir, tmp_path)
+    printed = capsys.readouterr().out
+    final = tmp_path / "final"
+    assert f"model and card: {final}" in printed
+    assert re.search(r"base [\d.]+ -> [\d.]+, ql [\d.]+ -> [\d.]+, qb [\d.]+ -> [\d.]+, tcm", printed)
+    assert re.search(r"c@1_p90\s+[\d.]+\s+[\d.]+", printed), printed
+    assert (final / "model.safetensors").is_file()
+    assert PairHead.from_pretrained(final / "pair_head").embedding_dim == 32
+    for name in ("coverage_before", "coverage_after"):
+        report = json.loads((tmp_path / f"{name}.json").read_text())
+        assert report["splits"]["test"]["num_queries"] == 900
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    log = json.loads((tmp_path / "training_log.json").read_text())
+    assert any("loss" in entry and "qb" in entry for entry in log)
+    card = (final / "README.md").read_text()
+    # The card states the losses, the data, and coverage before and after training side by side.
+    assert "TCMLoss" in card and "ALCLoss" in card and "builtin_catalog(seed=0, split=trn)" in card
+    assert re.search(r"\| \*\*c@1_p90\*\* +\| \*\*[\d.]+\*\* +\| \*\*[\d.]+\*\*", card)
+    assert "catalog_before_training" in card
+
+
+def test_two_processes_gather_negatives_and_save_one_model(tiny_encoder_dir, tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29533",
+        str(RECIPE),
+        "--model_name_or_path",
+        str(tiny_encoder_dir),
+        "--output_dir",
+        str(tmp_path),
+        *SMALL_RUN,
+        "--evaluate_before_training",
+        "false",
+        "--use_cpu",
+        "true",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=420, env=env, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    # Each query was scored against the 16 candidates of both processes; the summary comes from one process.
+    assert completed.stdout.count("in-batch candidates per query (last step): 32 over 2 process(es)") == 1
+    assert completed.stdout.count("model and card:") == 1
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("coverage")) == [
+        "coverage_after.json",
+        "coverage_after.png",
+    ]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resuming_an_interrupted_run_gives_the_same_weights(tiny_encoder_dir, tmp_path, monkeypatch):
+    checkpointing = [
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--evaluate_before_training",
+        "false",
+        "--max_steps",
+        "6",
+    ]
+    run_recipe(tiny_encoder_dir, tmp_path / "straight", *checkpointing)
+
+    original_step = SentenceTransformerTrainer.training_step
+    calls = []
+
+    def crash_after_three_steps(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise Interrupted("simulated crash in step 4")
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "training_step", crash_after_three_steps)
+    with pytest.raises(Interrupted):
+        run_recipe(tiny_encoder_dir, tmp_path / "resumed", *checkpointing)
+    monkeypatch.setattr(SentenceTransformerTrainer, "training_step", original_step)
+    assert not (tmp_path / "resumed" / "final").exists()
+    run_recipe(
+        tiny_encoder_dir,
+        tmp_path / "resumed",
+        *checkpointing,
+        "--resume_from_checkpoint",
+        str(tmp_path / "resumed" / "checkpoint-2"),
+    )
+    straight = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+    straight_head = PairHead.from_pretrained(tmp_path / "straight" / "final" / "pair_head")
+    resumed_head = PairHead.from_pretrained(tmp_path / "resumed" / "final" / "pair_head")
+    for (name, a), (_, b) in zip(straight_head.state_dict().items(), resumed_head.state_dict().items(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=f"pair head {name}")
+
+
+def test_lora_saves_an_adapter_that_reloads_with_identical_embeddings(tiny_encoder_dir, tmp_path):
+    run_recipe(tiny_encoder_dir, tmp_path, "--lora_r", "4", "--evaluate_before_training", "false")
+    final = tmp_path / "final"
+    assert (final / "adapter_config.json").is_file() and (final / "adapter_model.safetensors").is_file()
+    assert not (final / "model.safetensors").exists(), "a LoRA run must save the adapter, not the whole encoder"
+    card = (final / "README.md").read_text()
+    assert f"LoRA adapter (r=4) for {tiny_encoder_dir}" in card
+    texts = ["sony wh-1000xm5 black", "apple iphone 15 128gb"]
+    trained = load_recipe_model_from_run(tmp_path)
+    reloaded = SentenceTransformer(str(final))
+    np.testing.assert_allclose(reloaded.encode(texts), trained.encode(texts), rtol=1e-5, atol=1e-6)
+    base = SentenceTransformer(str(tiny_encoder_dir))
+    assert not np.allclose(base.encode(texts), trained.encode(texts), atol=1e-4), "the adapter changed nothing"
+
+
+def load_recipe_model_from_run(run_dir: Path) -> SentenceTransformer:
+    """The model as the recipe held it at the end of training: the base encoder plus the saved adapter weights,
+    loaded through PEFT directly rather than through the saved folder."""
+    from peft import PeftModel
+
+    config = json.loads((run_dir / "final" / "adapter_config.json").read_text())
+    model = SentenceTransformer(config["base_model_name_or_path"])
+    transformer = model[0].auto_model
+    model[0].auto_model = PeftModel.from_pretrained(transformer, str(run_dir / "final")).merge_and_unload()
+    return model
+
+
+def test_push_to_hub_without_network_fails_before_training(tiny_encoder_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    (tmp_path / "keep.txt").write_text("earlier results")
+    with pytest.raises(HubUnavailableError, match="HF_HUB_OFFLINE=1 is set"):
+        run_recipe(tiny_encoder_dir, tmp_path, "--push_to_hub", "true", "--hub_model_id", "someone/alc-model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"], "it started before failing"
+
+
+def test_push_to_hub_without_a_token_fails_before_training(tiny_encoder_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    with pytest.raises(HubUnavailableError, match="needs a Hugging Face token"):
+        run_recipe(tiny_encoder_dir, tmp_path, "--push_to_hub", "true")
+    assert not (tmp_path / "final").exists()
+
+
+def test_recipe_reports_a_model_it_cannot_load(tmp_path):
+    command = [
+        sys.executable,
+        str(RECIPE),
+        "--model_name_or_path",
+        "nobody/no-such-model",
+        "--output_dir",
+        str(tmp_path),
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert completed.returncode != 0
+    assert "cannot load the encoder 'nobody/no-such-model'" in completed.stderr

@@ -1,0 +1,302 @@
+"""Tests of alc_hf.retrieval against slow reference loops: a full NumPy score matrix and a per-row Python sort."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from alc_hf.data.xmc import RaggedIds
+from alc_hf.retrieval import LabelIndex, TopK
+
+
+def reference_topk(corpus, queries, k, *, filter_pairs=(), candidates=None, normalize=True):
+    """Top-k by (score desc, label asc) over each query's pool, skipping filtered pairs; float64 scores."""
+    corpus = np.asarray(corpus, dtype=np.float64)
+    queries = np.asarray(queries, dtype=np.float64)
+    if normalize:
+        corpus = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    # Elementwise products summed per pair: unlike a BLAS matmul, identical rows get bit-identical scores.
+    scores = (queries[:, None, :] * corpus[None, :, :]).sum(axis=2)
+    filtered = {(int(row), int(label)) for row, label in filter_pairs}
+    ids = np.full((len(queries), k), -1, dtype=np.int64)
+    top_scores = np.full((len(queries), k), -np.inf)
+    for row in range(len(queries)):
+        pool = range(len(corpus)) if candidates is None else set(candidates[row])
+        kept = [label for label in pool if (row, label) not in filtered]
+        ranked = sorted(kept, key=lambda label: (-scores[row, label], label))[:k]
+        ids[row, : len(ranked)] = ranked
+        top_scores[row, : len(ranked)] = scores[row, ranked]
+    return ids, top_scores
+
+
+def assert_matches(result: TopK, expected_ids, expected_scores, exact_scores=False):
+    assert result.ids.dtype == np.int64 and result.scores.dtype == np.float32
+    np.testing.assert_array_equal(result.ids, expected_ids)
+    if exact_scores:
+        np.testing.assert_array_equal(result.scores, expected_scores)
+    else:
+        np.testing.assert_allclose(result.scores, expected_scores, rtol=1e-5, atol=1e-6)
+
+
+def random_data(num_labels=300, num_queries=60, dim=16, duplicates=20, seed=0):
+    """Gaussian corpus whose last ``duplicates`` rows copy its first ones (exact ties); queries near some labels."""
+    rng = np.random.default_rng(seed)
+    corpus = rng.standard_normal((num_labels, dim))
+    corpus[num_labels - duplicates :] = corpus[:duplicates]
+    near = rng.integers(0, num_labels, num_queries)
+    queries = corpus[near] + 0.3 * rng.standard_normal((num_queries, dim))
+    # Some queries sit exactly on a duplicated label, so their best score is an exact tie.
+    queries[:5] = corpus[:5]
+    return corpus, queries
+
+
+def integer_data(num_labels=120, num_queries=40, dim=8, seed=1):
+    """Small integers: every inner product is exact in float32 whatever the summation order, so ties are many."""
+    rng = np.random.default_rng(seed)
+    return (
+        rng.integers(-2, 3, (num_labels, dim)).astype(np.float32),
+        rng.integers(-2, 3, (num_queries, dim)).astype(np.float32),
+    )
+
+
+@pytest.fixture(params=["sequential", "blas"])
+def faiss_path(request, monkeypatch):
+    """Run under both of faiss's exact kernels: per-pair SIMD dot products (few queries) and BLAS blocks."""
+    monkeypatch.setattr(faiss.cvar, "distance_compute_blas_threshold", 10**9 if request.param == "sequential" else 0)
+    return request.param
+
+
+def test_flat_search_matches_reference(faiss_path):
+    corpus, queries = random_data()
+    result = LabelIndex(corpus).search(queries, 7)
+    assert_matches(result, *reference_topk(corpus, queries, 7))
+
+
+def test_exact_ties_are_ordered_by_label_index_in_both_paths(faiss_path):
+    corpus, queries = integer_data()
+    index = LabelIndex(corpus, normalize=False)
+    expected = reference_topk(corpus, queries, 15, normalize=False)
+    assert (np.diff(expected[1], axis=1) == 0).sum() > 100, "the data must hold many ties to test their order"
+    assert_matches(index.search(queries, 15), *expected, exact_scores=True)
+    every_label = RaggedIds.from_lists([list(range(len(corpus)))[::-1]] * len(queries))
+    assert_matches(index.search_candidates(queries, every_label, 15), *expected, exact_scores=True)
+
+
+def test_filter_pairs_removed_and_k_kept(faiss_path):
+    corpus, queries = random_data()
+    exact = reference_topk(corpus, queries, 12)[0]
+    # Filter each query's own best labels (as the LF datasets do), query 3 more than k of them, plus a far label.
+    filter_pairs = [(row, int(label)) for row in range(0, 60, 2) for label in exact[row, :3]]
+    filter_pairs += [(3, int(label)) for label in exact[3]] + [(59, 0), (59, 0)]
+    result = LabelIndex(corpus).search(queries, 5, filter_pairs=np.array(filter_pairs))
+    assert_matches(result, *reference_topk(corpus, queries, 5, filter_pairs=filter_pairs))
+    assert (result.ids >= 0).all()
+    returned = {(row, int(label)) for row in range(len(queries)) for label in result.ids[row]}
+    assert not returned & set(filter_pairs)
+
+
+def test_chunk_boundaries_do_not_change_results():
+    corpus, queries = random_data(num_queries=10)
+    exact = reference_topk(corpus, queries, 20)[0]
+    # Queries in different chunks of 3, one (row 4) with more filters than k; filter rows are given unsorted.
+    filter_pairs = [(9, int(exact[9, 0])), (4, int(exact[4, 0]))] + [(4, int(label)) for label in exact[4, 1:9]]
+    filter_pairs += [(2, int(exact[2, 1])), (3, int(exact[3, 0]))]
+    index = LabelIndex(corpus)
+    expected = reference_topk(corpus, queries, 6, filter_pairs=filter_pairs)
+    for chunk_size in (1, 3, 4, 10, 4096):
+        result = index.search(queries, 6, filter_pairs=np.array(filter_pairs), chunk_size=chunk_size)
+        assert_matches(result, *expected)
+    assert_matches(index.search(queries, 6, filter_pairs=np.array(filter_pairs), show_progress_bar=True), *expected)
+
+
+def test_k_above_corpus_size_is_padded():
+    corpus = np.eye(5)
+    queries = np.array([[1.0, 0.5, 0, 0, 0], [0, 0, 0, 0, 1.0]])
+    result = LabelIndex(corpus).search(queries, 8, filter_pairs=np.array([[0, 0]]))
+    expected = reference_topk(corpus, queries, 8, filter_pairs=[(0, 0)])
+    assert_matches(result, *expected)
+    assert (result.ids[0, 4:] == -1).all() and (result.ids[1, 5:] == -1).all()
+    assert np.isneginf(result.scores[result.ids == -1]).all()
+
+
+def test_no_queries_gives_empty_result():
+    result = LabelIndex(np.eye(3)).search(np.zeros((0, 3)), 2)
+    assert result.ids.shape == (0, 2) and result.scores.shape == (0, 2)
+
+
+def test_search_candidates_matches_reference():
+    corpus, queries = random_data()
+    rng = np.random.default_rng(2)
+    rows = [rng.integers(0, len(corpus), rng.integers(0, 30)).tolist() for _ in range(len(queries))]
+    rows[0] = []
+    rows[1] = [7, 7, 7, 3]  # duplicates count once: two labels, fewer than k
+    rows[2] = [5, 285, 5, 285]  # 285 duplicates label 5: an exact tie, lower index first
+    rows[3] = [0, 1, 2]
+    rows[4] = [10, 11, 12, 11]
+    filter_pairs = [(3, 1), (3, 0), (4, 11)]
+    candidates = RaggedIds.from_lists(rows)
+    result = LabelIndex(corpus).search_candidates(queries, candidates, 8, filter_pairs=np.array(filter_pairs))
+    assert_matches(result, *reference_topk(corpus, queries, 8, filter_pairs=filter_pairs, candidates=rows))
+    assert (result.ids[0] == -1).all() and np.isneginf(result.scores[0]).all()
+    assert sorted(result.ids[1, :2].tolist()) == [3, 7] and (result.ids[1, 2:] == -1).all()
+    assert result.ids[2, :2].tolist() == [5, 285] and result.scores[2, 0] == result.scores[2, 1]
+    assert result.ids[3].tolist() == [2] + [-1] * 7
+    assert sorted(result.ids[4, :2].tolist()) == [10, 12] and (result.ids[4, 2:] == -1).all()
+
+
+def test_flat_search_and_all_candidates_agree():
+    corpus, queries = random_data(seed=3)
+    filter_pairs = np.array([(0, 0), (0, 280), (7, 12), (7, 13), (30, 99)])
+    index = LabelIndex(corpus)
+    flat = index.search(queries, 10, filter_pairs=filter_pairs)
+    every_label = RaggedIds.from_lists([list(range(len(corpus)))] * len(queries))
+    candidates = index.search_candidates(queries, every_label, 10, filter_pairs=filter_pairs)
+    np.testing.assert_array_equal(candidates.ids, flat.ids)
+    np.testing.assert_allclose(candidates.scores, flat.scores, rtol=1e-6, atol=1e-6)
+
+
+def clustered_data(num_labels=2000, num_queries=300, dim=32, clusters=40, seed=4):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    corpus = centres[rng.integers(0, clusters, num_labels)] + 0.5 * rng.standard_normal((num_labels, dim))
+    queries = corpus[rng.integers(0, num_labels, num_queries)] + 0.2 * rng.standard_normal((num_queries, dim))
+    return corpus, queries
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_recall_is_high_and_computed_right(kind):
+    corpus, queries = clustered_data()
+    index = LabelIndex(corpus, kind=kind)
+    recall = index.recall(queries, 10, sample=len(queries))
+    exact = reference_topk(corpus, queries, 10)[0]
+    approximate = index.search(queries, 10).ids
+    expected = np.mean([len(set(exact[row]) & set(approximate[row])) / 10 for row in range(len(queries))])
+    assert recall == pytest.approx(expected)
+    assert recall > 0.9
+    assert 0.9 < index.recall(queries, 10, sample=50, seed=1) <= 1.0
+
+
+def test_approximate_options_apply():
+    corpus, _ = clustered_data()
+    assert LabelIndex(corpus, kind="ivf").options == {"nlist": 2000 // 39, "nprobe": 16}
+    assert LabelIndex(corpus, kind="ivf", nlist=8, nprobe=20).options == {"nlist": 8, "nprobe": 8}
+    hnsw = LabelIndex(corpus, kind="hnsw", M=8, ef_search=16)
+    assert hnsw.options == {"M": 8, "ef_construction": 200, "ef_search": 16}
+    # ef_search below the number of results asked for is raised to it, so k results still come back.
+    assert (hnsw.search(corpus[:5], 40).ids >= 0).all()
+
+
+def test_flat_recall_is_one():
+    corpus, queries = clustered_data(num_labels=200, num_queries=20)
+    index = LabelIndex(corpus)
+    assert index.recall(queries, 10) == 1.0
+    assert (index.kind, index.num_labels, index.dim) == ("flat", 200, 32)
+
+
+def test_normalisation():
+    corpus, queries = random_data(duplicates=0)
+    original = corpus.copy()
+    scaled = LabelIndex(corpus * np.linspace(0.1, 10, len(corpus))[:, None]).search(queries * 7.0, 5)
+    plain = LabelIndex(corpus).search(queries, 5)
+    np.testing.assert_array_equal(scaled.ids, plain.ids)
+    np.testing.assert_allclose(scaled.scores, plain.scores, rtol=1e-5)
+    cosine = corpus @ queries[0] / np.linalg.norm(corpus, axis=1) / np.linalg.norm(queries[0])
+    np.testing.assert_allclose(plain.scores[0], np.sort(cosine)[::-1][:5], rtol=1e-5)
+    np.testing.assert_array_equal(corpus, original)
+    raw = LabelIndex(corpus, normalize=False).search(queries, 5)
+    assert_matches(raw, *reference_topk(corpus, queries, 5, normalize=False))
+    # Without normalisation an all-zero row is a valid (zero-scoring) label.
+    zero_row = np.vstack([corpus, np.zeros((1, corpus.shape[1]))])
+    assert LabelIndex(zero_row, normalize=False).num_labels == len(corpus) + 1
+
+
+def with_value(array, row, value):
+    array = np.array(array, dtype=np.float64)
+    array[row, 1] = value
+    return array
+
+
+CORPUS = np.random.default_rng(5).standard_normal((10, 4))
+QUERIES = np.random.default_rng(6).standard_normal((3, 4))
+
+
+@pytest.mark.parametrize(
+    ("make_index", "message"),
+    [
+        (lambda: LabelIndex(with_value(CORPUS, 3, np.nan)), "corpus_embeddings row 3 holds NaN or inf"),
+        (lambda: LabelIndex(with_value(CORPUS, 7, np.inf), normalize=False), "corpus_embeddings row 7 holds NaN"),
+        (lambda: LabelIndex(np.zeros((0, 4))), r"non-empty 2-D array \[num_labels, dim\], got \(0, 4\)"),
+        (lambda: LabelIndex(np.ones(4)), r"non-empty 2-D array .*got \(4,\)"),
+        (lambda: LabelIndex(np.vstack([CORPUS, np.zeros(4)])), "row 10 is all zeros and cannot be normalised"),
+        (lambda: LabelIndex(np.full((2, 4), 3e38)), "row 0 has a norm that overflows float32"),
+        (lambda: LabelIndex(CORPUS, kind="lsh"), r"kind must be one of \('flat', 'hnsw', 'ivf'\), got 'lsh'"),
+        (lambda: LabelIndex(CORPUS, kind="flat", M=8), r"unknown option\(s\) \['M'\] for kind 'flat'; it takes none"),
+        (lambda: LabelIndex(CORPUS, kind="hnsw", nprobe=2), r"\['nprobe'\] for kind 'hnsw'; it takes \['M', "),
+        (lambda: LabelIndex(CORPUS, kind="hnsw", M=0), "option M must be an integer >= 1, got 0"),
+        (lambda: LabelIndex(CORPUS, kind="ivf", nlist=11), "nlist=11 exceeds the 10 corpus vectors"),
+    ],
+)
+def test_bad_corpus_or_options(make_index, message):
+    with pytest.raises(ValueError, match=message):
+        make_index()
+
+
+INDEX = LabelIndex(CORPUS)
+ALL = RaggedIds.from_lists([[0, 1]] * 3)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: INDEX.search(np.ones((3, 5)), 2), r"query_embeddings must be 2-D \[n, 4\], got shape \(3, 5\)"),
+        (lambda: INDEX.search(np.ones(4), 2), r"must be 2-D \[n, 4\], got shape \(4,\)"),
+        (lambda: INDEX.search(with_value(QUERIES, 2, np.nan), 2), "query_embeddings row 2 holds NaN or inf"),
+        (lambda: INDEX.search(np.vstack([QUERIES, np.zeros(4)]), 2), "query_embeddings row 3 is all zeros"),
+        (lambda: INDEX.search(QUERIES, 0), "k must be an integer >= 1, got 0"),
+        (lambda: INDEX.search(QUERIES, 2.0), "k must be an integer >= 1, got 2.0"),
+        (lambda: INDEX.search(QUERIES, 2, chunk_size=0), "chunk_size must be an integer >= 1, got 0"),
+        (lambda: INDEX.search(QUERIES, 2, filter_pairs=np.array([[0, 1], [3, 0]])), r"filter pair 1 is \(query 3, "),
+        (lambda: INDEX.search(QUERIES, 2, filter_pairs=np.array([[0, 10]])), r"label indices in \[0, 10\)"),
+        (lambda: INDEX.search(QUERIES, 2, filter_pairs=np.array([[-1, 0]])), r"query rows must be in \[0, 3\)"),
+        (lambda: INDEX.search(QUERIES, 2, filter_pairs=np.array([0, 1, 2])), r"integer \[m, 2\] array .*\(3,\)"),
+        (lambda: INDEX.search(QUERIES, 2, filter_pairs=np.array([[0.0, 1.0]])), "got float64 with shape"),
+        (lambda: INDEX.search_candidates(QUERIES, RaggedIds.from_lists([[0]]), 2), "candidates has 1 rows but"),
+        (lambda: INDEX.search_candidates(QUERIES, RaggedIds.from_lists([[0], [1, 10], []]), 2), "query 1 include"),
+        (lambda: INDEX.search_candidates(QUERIES, RaggedIds.from_lists([[0], [], [-1]]), 2), r"-1, outside \[0, 10"),
+        (lambda: INDEX.search_candidates(np.ones((3, 2)), ALL, 2), r"must be 2-D \[n, 4\]"),
+        (lambda: INDEX.search_candidates(with_value(QUERIES, 1, np.inf), ALL, 2), "query_embeddings row 1 holds"),
+        (lambda: INDEX.search_candidates(QUERIES, ALL, 0), "k must be an integer >= 1"),
+        (lambda: INDEX.search_candidates(QUERIES, ALL, 2, filter_pairs=np.array([[3, 0]])), r"\(query 3, label 0\)"),
+        (lambda: INDEX.recall(np.zeros((0, 4)), 2), "recall needs at least one query, got 0"),
+        (lambda: INDEX.recall(QUERIES, 2, sample=0), "sample must be an integer >= 1, got 0"),
+        (lambda: INDEX.recall(with_value(QUERIES, 0, np.nan), 2), "query_embeddings row 0 holds NaN"),
+    ],
+)
+def test_bad_search_inputs(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_candidates_must_be_ragged_ids():
+    with pytest.raises(TypeError, match=r"candidates must be an alc_hf.data.RaggedIds .* got list"):
+        INDEX.search_candidates(QUERIES, [[0], [1], [2]], 2)
+
+
+def test_retrieval_imports_numpy_and_faiss_only():
+    allowed = {"__future__", "dataclasses", "math", "numpy", "faiss", "alc_hf.data.xmc", "alc_hf.retrieval.index"}
+    allowed |= {"tqdm.auto"}  # only inside show_progress_bar=True
+    package = Path(__file__).resolve().parents[1] / "alc_hf" / "retrieval"
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {node.module}
+            else:
+                continue
+            assert names <= allowed, f"{path.name} imports {names - allowed}"
