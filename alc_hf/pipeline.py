@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def build_loss(
     model: SentenceTransformer,
-    base_loss: str = "softmax",
+    base_loss: str | nn.Module = "softmax",
     alc: bool = True,
     ql_weight: float = 1.0,
     qb_weight: float = 1.0,
@@ -37,7 +37,10 @@ def build_loss(
     neg_margin: float = 0.5,
     gather_across_devices: bool = False,
 ) -> nn.Module:
-    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off."""
+    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off.
+
+    ``base_loss`` is a built-in backbone's name or a loss object that can share embeddings (such as
+    ``MultipleNegativesRankingLoss(model)``)."""
     loss: str | nn.Module = base_loss
     if alc:
         loss = ALCLoss(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -16,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
-from alc_hf import PairHead
-from alc_hf.pipeline import HubUnavailableError
+from alc_hf import ALCLoss, PairHead, TCMLoss
+from alc_hf.pipeline import HubUnavailableError, build_loss
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE = REPO_ROOT / "recipes" / "train_alc.py"
@@ -222,3 +224,19 @@ def test_recipe_reports_a_model_it_cannot_load(tmp_path):
     )
     assert completed.returncode != 0
     assert "cannot load the encoder 'nobody/no-such-model'" in completed.stderr
+
+
+def test_loss_defaults_are_the_loss_classes_own():
+    """The defaults chosen by the valid-split ablation live in ALCLoss / TCMLoss; the recipe and build_loss repeat
+    them (HfArgumentParser needs literal defaults), so they must agree."""
+    own = {}
+    for loss_class in (ALCLoss, TCMLoss):
+        for name, parameter in inspect.signature(loss_class.__init__).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and name != "gather_across_devices":
+                own[name] = parameter.default
+    recipe = {field.name: field.default for field in dataclasses.fields(load_recipe().LossArguments)}
+    built = {name: p.default for name, p in inspect.signature(build_loss).parameters.items()}
+    for name in ("ql_weight", "qb_weight", "num_negatives", "pos_margin", "neg_margin"):
+        assert recipe[name] == own[name], name
+        assert built[name] == own[name], name
+    assert recipe["base_loss"] == built["base_loss"] == "softmax"

@@ -17,10 +17,11 @@ DEFAULT_OPTIONS: dict[str, dict[str, int | None]] = {
     "hnsw": {"M": 32, "ef_construction": 200, "ef_search": 128},
     "ivf": {"nlist": None, "nprobe": 16},
 }
-# Rows per validation pass: bounds the boolean temporaries for 100K+ rows.
+# Rows per validation pass: bounds the float32 copy made of other dtypes for 100K+ rows.
 _ROW_BLOCK = 16384
-# Bytes per gathered side when scoring (query, label) pairs: bounds search_candidates' temporaries.
-_PAIR_BLOCK_BYTES = 1 << 24
+# search_candidates scores at most this many queries, and (query, label) slots, per faiss call.
+_QUERY_BLOCK = 4096
+_SLOT_BUDGET = 1 << 22
 # faiss's k-means asks for at least this many training points per IVF list and prints a warning otherwise.
 _MIN_POINTS_PER_LIST = 39
 
@@ -145,8 +146,9 @@ class LabelIndex:
 
         Equal scores come in order of label index, and of labels tied at the k-th place the lowest indices are kept
         (faiss keeps an arbitrary subset, so rows tied there are searched again, wider). With ``kind="flat"`` this
-        is the top-k :meth:`search_candidates` gives with every label as a candidate, up to float32 rounding: faiss
-        (BLAS) and NumPy sum the inner products in different orders.
+        is the top-k :meth:`search_candidates` gives with every label as a candidate: bit for bit when
+        faiss scores pair by pair (fewer than ``faiss.cvar.distance_compute_blas_threshold / dim`` queries per
+        chunk), up to float32 rounding when it uses BLAS, which sums in another order.
 
         Args:
             query_embeddings: ``[n, dim]`` queries; ``n`` may be 0.
@@ -276,14 +278,7 @@ class LabelIndex:
             keys = keys[~_is_member(keys, filter_keys)]
         rows, labels = np.divmod(keys, num_labels)
 
-        pair_scores = np.empty(keys.size, dtype=np.float32)
-        step = max(1, _PAIR_BLOCK_BYTES // (4 * self.dim))
-        for start in range(0, keys.size, step):
-            stop = min(start + step, keys.size)
-            chunk_rows = rows[start:stop]
-            query_rows = _as_float32_rows(queries, chunk_rows, norms)
-            np.einsum("ij,ij->i", query_rows, self._vectors[labels[start:stop]], out=pair_scores[start:stop])
-
+        pair_scores = self._pair_scores(queries, norms, rows, labels)
         # Stable, so pairs with equal (row, score) keep their ascending label order.
         order = np.argsort((rows << 32) | _descending_key(pair_scores), kind="stable")
         rows, labels, pair_scores = rows[order], labels[order], pair_scores[order]
@@ -295,6 +290,47 @@ class LabelIndex:
         ids[rows[keep], rank[keep]] = labels[keep]
         scores[rows[keep], rank[keep]] = pair_scores[keep]
         return TopK(ids=ids, scores=scores)
+
+    def _pair_scores(
+        self, queries: np.ndarray, norms: np.ndarray | None, rows: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """Inner products of the (query row, label) pairs, given sorted by row, computed by faiss in blocks.
+
+        faiss's by-index kernel reads the label vectors in place: gathering them with NumPy first is ~10x slower.
+        It takes a rectangle of label indices per block of queries (-1 padding skipped), so queries are taken in
+        order of their pair count, keeping the padding small.
+        """
+        num_queries = queries.shape[0]
+        counts = np.bincount(rows, minlength=num_queries)
+        first_pair = np.concatenate([[0], np.cumsum(counts)])
+        by_count = np.argsort(counts, kind="stable")
+        sorted_counts = counts[by_count]
+        scores = np.empty(rows.size, dtype=np.float32)
+        start = int(np.searchsorted(sorted_counts, 1))
+        while start < num_queries:
+            # The block's widest row is at most the count at the end of the largest block allowed.
+            widest = int(sorted_counts[min(start + _QUERY_BLOCK, num_queries) - 1])
+            stop = min(start + max(1, _SLOT_BUDGET // widest), start + _QUERY_BLOCK, num_queries)
+            block_rows, block_counts = by_count[start:stop], sorted_counts[start:stop]
+            slot_row = np.repeat(np.arange(block_rows.size), block_counts)
+            slot_column = np.arange(slot_row.size) - np.repeat(np.cumsum(block_counts) - block_counts, block_counts)
+            source = np.repeat(first_pair[block_rows], block_counts) + slot_column
+            padded = np.full((block_rows.size, int(block_counts[-1])), -1, dtype=np.int64)
+            padded[slot_row, slot_column] = labels[source]
+            products = np.empty(padded.shape, dtype=np.float32)
+            # Converted and normalised exactly as search() does, so each query vector is bit-identical.
+            block = _as_float32_rows(queries, block_rows, norms)
+            faiss.fvec_inner_products_by_idx(
+                faiss.swig_ptr(products),
+                faiss.swig_ptr(block),
+                faiss.swig_ptr(self._vectors),
+                faiss.swig_ptr(padded),
+                self.dim,
+                *padded.shape,
+            )
+            scores[source] = products[slot_row, slot_column]
+            start = stop
+        return scores
 
     def recall(self, query_embeddings: np.ndarray, k: int, *, sample: int = 1000, seed: int = 0) -> float:
         """Recall@k of this index against exact search: the share of the exact top-``k`` labels that
@@ -413,10 +449,10 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 def _descending_key(scores: np.ndarray) -> np.ndarray:
     """int64 keys in [0, 2**32) whose ascending order is the descending order of float32 ``scores``."""
     # Adding +0.0 turns -0.0 into +0.0, so equal scores get equal keys.
-    bits = (np.negative(scores) + np.float32(0)).view(np.int32).astype(np.int64)
+    bits = (np.negative(scores) + np.float32(0)).view(np.int32)
     # IEEE floats order like sign-magnitude integers: flipping the magnitude bits of negatives gives integer order.
-    bits = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    return bits + (1 << 31)
+    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return bits.astype(np.int64) + (1 << 31)
 
 
 def _is_member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
