@@ -19,6 +19,7 @@ from alc_hf.cli import main as cli_main
 from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_view, read_product_tables
 from alc_hf.data.training import training_rows
 from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, predict_split
+from alc_hf.evaluation.views import evaluation_views
 from alc_hf.metrics import calibrate_threshold, coverage_at_threshold, precision_at_k
 from alc_hf.retrieval import LabelIndex
 
@@ -217,6 +218,16 @@ def test_wdc_block_view_counts_queries_without_a_match(tiny_model):
     # Half the test queries have no match: at most half can be right.
     assert report.test.precision_at[1] <= 0.5
     assert all(result.test.num_predictions == 1000 for result in report.coverage[1])
+
+
+def test_wdc_views_by_name():
+    calibration, test = evaluation_views("wdc", WDC_DIR)  # block view by default
+    assert (len(calibration.queries), len(test.queries)) == (3535, 1000)
+    assert test.candidates is not None
+    calibration, test = evaluation_views("wdc", WDC_DIR, view="corpus")  # the README's catalog view
+    assert (len(calibration.queries), len(test.queries)) == (2001, 500)
+    assert test.candidates is None and len(test.corpus) == 5000
+    assert (test.relevant.lengths() > 0).all()
 
 
 def test_bad_input_is_a_clear_error(small_catalog_views):

@@ -20,6 +20,7 @@ from alc_hf.data.readers import (
     read_product_tables,
     read_xmc,
 )
+from alc_hf.data.sources import wdc_catalog_split
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LF_DIR = SHARED_DATA / "lf_amazontitles_131k_partial"
@@ -447,3 +448,27 @@ def test_read_product_tables_real_wdc() -> None:
         assert not positives & set(map(tuple, data.filter_pairs.tolist()))
         for q, b in data.filter_pairs[:50].tolist():
             assert normalise_text(data.queries[q]) == normalise_text(data.labels[b])
+
+
+def test_wdc_catalog_split_keeps_the_split_matched_queries_with_every_splits_positives() -> None:
+    def label_one_pairs(split):
+        with open(WDC_DIR / f"{split}.csv", encoding="utf-8", newline="") as handle:
+            return {(r["ltable_id"], r["rtable_id"]) for r in csv.DictReader(handle) if r["label"] == "1"}
+
+    with open(WDC_DIR / "tableA.csv", encoding="utf-8", newline="") as handle:
+        a_text = {r["id"]: " ".join(v for v in (r["brand"], r["title"]) if v) for r in csv.DictReader(handle)}
+    with open(WDC_DIR / "tableB.csv", encoding="utf-8", newline="") as handle:
+        b_text = {r["id"]: " ".join(v for v in (r["brand"], r["title"]) if v) for r in csv.DictReader(handle)}
+    every_split = set().union(*(label_one_pairs(split) for split in ("train", "valid", "test")))
+    for split, expected_queries in (("test", 500), ("valid", 2001)):
+        matched = {left for left, _ in label_one_pairs(split)}
+        data = wdc_catalog_split(WDC_DIR, split)
+        assert data.num_queries == expected_queries == len(matched)
+        assert sorted(data.queries) == sorted(a_text[left] for left in matched)
+        # ground truth: the positives over every split (compared as texts: ids are not kept)
+        pairs = zip(data.positives.row_of_each_id().tolist(), data.positives.ids.tolist(), strict=True)
+        got = {(data.queries[q], data.labels[b]) for q, b in pairs}
+        expected = {(a_text[left], b_text[right]) for left, right in every_split if left in matched}
+        assert got == expected
+        if split == "test":  # one match each in test.csv; train / valid label more of them
+            assert data.positives.ids.size > 500

@@ -38,22 +38,39 @@ def load_training_split(source: str = "catalog", data_dir: str | Path | None = N
     return read_xmc(path, split="trn")
 
 
+def wdc_catalog_split(data_dir: str | Path, split: str) -> XMCData:
+    """A WDC split as its catalog view reads it (``../shared/data/README.md``): the queries that have a match in the
+    split, each with its positives over every split as ground truth.
+
+    tableB holds offers of a query's product that only other splits label as matches; counting them as errors
+    would understate precision further than the unlabelled re-listed offers already do. Queries whose only matches
+    come from other splits are left out: the split's blocking says they have none."""
+    in_split = read_product_tables(data_dir, split=split)
+    data = read_product_tables(data_dir, split=split, ground_truth="all_splits")
+    return data.select_queries(
+        in_split.positives.lengths() > 0, source=f"{data.source} (catalog view: queries with a match in {split})"
+    )
+
+
 def load_evaluation_splits(
     source: str = "catalog",
     data_dir: str | Path | None = None,
     seed: int = 0,
     calibration_fraction: float = 0.5,
+    catalog_view: bool = False,
 ) -> tuple[XMCData, XMCData]:
     """``(calibration, test)``: the split a threshold is chosen on and the split it is applied to.
 
-    The catalog uses its ``val`` and ``tst`` splits and WDC tables ``valid.csv`` and ``test.csv``. XMC datasets
-    publish no validation split, so their test queries are divided at random (``seed``) into disjoint calibration
-    (``calibration_fraction``) and test parts.
+    The catalog uses its ``val`` and ``tst`` splits and WDC tables ``valid.csv`` and ``test.csv`` (with
+    ``catalog_view``, as :func:`wdc_catalog_split` reads them). XMC datasets publish no validation split, so their
+    test queries are divided at random (``seed``) into disjoint calibration (``calibration_fraction``) and test parts.
     """
     path = _check_source(source, data_dir)
     if source == "catalog":
         return builtin_catalog(seed=seed, split="val"), builtin_catalog(seed=seed, split="tst")
     if source == "wdc":
+        if catalog_view:
+            return wdc_catalog_split(path, "valid"), wdc_catalog_split(path, "test")
         return read_product_tables(path, split="valid"), read_product_tables(path, split="test")
     if not 0.0 < calibration_fraction < 1.0:
         raise ValueError(f"calibration_fraction must be in (0, 1), got {calibration_fraction}")

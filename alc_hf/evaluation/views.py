@@ -14,7 +14,8 @@ def evaluation_views(
     """``(calibration, test)`` views of a source (see :func:`alc_hf.data.sources.load_evaluation_splits`).
 
     ``view`` is ``"corpus"`` (rank against every label) or ``"labelled"`` (rank only against each query's labelled
-    candidates, the WDC block view); by default ``"labelled"`` for WDC tables and ``"corpus"`` otherwise."""
-    calibration, test = load_evaluation_splits(source, data_dir, seed=seed)
+    candidates, the WDC block view); by default ``"labelled"`` for WDC tables and ``"corpus"`` otherwise. WDC's corpus
+    view is its catalog view (:func:`alc_hf.data.sources.wdc_catalog_split`)."""
     view = view or DEFAULT_VIEW[source]
+    calibration, test = load_evaluation_splits(source, data_dir, seed=seed, catalog_view=view == "corpus")
     return evaluation_view(calibration, candidates=view), evaluation_view(test, candidates=view)
