@@ -20,7 +20,7 @@ from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_v
 from alc_hf.data.training import training_rows
 from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, predict_split
 from alc_hf.evaluation.views import evaluation_views
-from alc_hf.metrics import calibrate_threshold, coverage_at_threshold, precision_at_k
+from alc_hf.metrics import calibrate_threshold, coverage_at_threshold, opis, precision_at_k
 from alc_hf.retrieval import LabelIndex
 
 WDC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "wdc_block_small"
@@ -271,3 +271,28 @@ def test_report_keeps_splits_apart(small_catalog_views, tiny_model):
     assert set(report.coverage) == {1, 5}
     # C@5 counts all five recommendations of every query.
     assert report.coverage[5][0].test.num_predictions == 5 * len(test.queries)
+
+
+def test_opis_over_label_groups(small_catalog_views, tiny_model):
+    calibration, test = small_catalog_views
+    index = LabelIndex(tiny_model.encode(test.corpus, convert_to_numpy=True, normalize_embeddings=True))
+    predictions = [
+        predict_split(view, tiny_model.encode(view.queries, normalize_embeddings=True), index, 5, name)
+        for view, name in ((calibration, "valid"), (test, "tst"))
+    ]
+    groups = np.arange(len(test.corpus)) % 3  # three classes of labels
+    report = coverage_report(*predictions, label_groups=groups)
+    # the reference: OPIS of the scored test pairs, each classed by hand through its label
+    scores, correct, classes = [], [], []
+    for row in range(len(test.queries)):
+        for place in range(5):
+            label = int(predictions[1].ids[row, place])
+            if label >= 0:
+                scores.append(predictions[1].scores[row, place])
+                correct.append(bool(predictions[1].correct[row, place]))
+                classes.append(label % 3)
+    expected = opis(np.array(scores), np.array(correct), np.array(classes))
+    assert report.opis.num_labels == expected.num_labels > 0
+    assert report.opis.value == pytest.approx(expected.value)
+    with pytest.raises(ValueError, match="label_groups has 2 entries"):
+        coverage_report(*predictions, label_groups=groups[:2])

@@ -77,8 +77,14 @@ def coverage_report(
     coverage_at_k: Sequence[int] = (1,),
     method: str = "empirical",
     delta: float = 0.05,
+    label_groups: np.ndarray | None = None,
 ) -> CoverageReport:
-    """Every figure of :class:`CoverageReport` from the two splits' predictions."""
+    """Every figure of :class:`CoverageReport` from the two splits' predictions.
+
+    OPIS compares the classes of the scored test pairs: by default each label is its own class; ``label_groups``
+    (one integer per corpus label) groups labels instead, e.g. by brand where no label has the five or more
+    positive pairs OPIS needs (WDC test: one match per offer).
+    """
     width = min(calibration.ids.shape[1], test.ids.shape[1])
     if max(*precision_at_k, *coverage_at_k) > width:
         raise ValueError(f"P@k and C@k need k <= {width}, the number of predictions per query")
@@ -95,6 +101,14 @@ def coverage_report(
         for k in coverage_at_k
     }
     scored = test.ids >= 0
+    classes = test.ids[scored]
+    if label_groups is not None:
+        label_groups = np.asarray(label_groups).reshape(-1)
+        if classes.size and classes.max() >= label_groups.size:
+            raise ValueError(
+                f"label_groups has {label_groups.size} entries but test predictions reach label {classes.max()}"
+            )
+        classes = label_groups[classes]
     return CoverageReport(
         calibration=SplitSummary(
             calibration.name,
@@ -109,7 +123,7 @@ def coverage_report(
         delta=delta if method == "clopper_pearson" else None,
         coverage=coverage,
         aupc=precision_coverage_curve(test.scores[:, 0], test.correct[:, 0]).area(),
-        opis=_opis_or_nan(test.scores[scored], test.correct[scored], test.ids[scored]),
+        opis=_opis_or_nan(test.scores[scored], test.correct[scored], classes),
         calibration_top1=(calibration.scores[:, 0], calibration.correct[:, 0]),
         test_top1=(test.scores[:, 0], test.correct[:, 0]),
     )
