@@ -30,14 +30,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "L_ql alone (β2 = 0)": ("softmax_alc_tcm", ["--qb_weight", "0"]),
     "L_qb alone (β1 = 0)": ("softmax_alc_tcm", ["--ql_weight", "0"]),
     "k = 2": ("softmax_alc_tcm", ["--num_negatives", "2"]),
-    "k = 32": ("softmax_alc_tcm", ["--num_negatives", "32"]),
     "β1 = β2 = 0.3": ("softmax_alc_tcm", ["--ql_weight", "0.3", "--qb_weight", "0.3"]),
     "β1 = β2 = 3": ("softmax_alc_tcm", ["--ql_weight", "3", "--qb_weight", "3"]),
     "TCM m- = 0.7": ("softmax_alc_tcm", ["--neg_margin", "0.7"]),
     "TCM m+ = 0.8": ("softmax_alc_tcm", ["--pos_margin", "0.8"]),
-    "triplet backbone + ALC + TCM": ("triplet_alc_tcm", []),
 }
 REPO = Path(__file__).resolve().parents[1]
+# OPIS needs brands with five or more positive pairs, which the held-out valid half barely has: see the main tables.
+COLUMNS = tuple((metric, header) for metric, header in wdc_quality.COLUMNS if metric != "opis")
 
 
 def slug(name: str) -> str:
@@ -46,15 +46,15 @@ def slug(name: str) -> str:
 
 def table(results: dict[str, dict]) -> str:
     lines = [
-        "| variant | arm | options | " + " | ".join(header for _, header in wdc_quality.COLUMNS) + " |",
-        "|---|---|---|" + "---|" * len(wdc_quality.COLUMNS),
+        "| variant | arm | options | " + " | ".join(header for _, header in COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
     ]
     for name, result in results.items():
         arm, options = VARIANTS[name]
         by_setting = result["summary"]["block"]
         # off the shelf is summarised under every negatives setting alike
         entry = next(iter(by_setting.values()))[arm]
-        figures = " | ".join(wdc_quality.cell(entry["figures"].get(metric)) for metric, _ in wdc_quality.COLUMNS)
+        figures = " | ".join(wdc_quality.cell(entry["figures"].get(metric)) for metric, _ in COLUMNS)
         lines.append(f"| {name} | {arm} | {' '.join(options) or '-'} | {figures} |")
     return "\n".join(lines)
 

@@ -69,6 +69,7 @@ from alc_hf.data.readers import normalise_text
 from alc_hf.data.sources import wdc_catalog_split
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport, coverage_report, predict_split
 from alc_hf.evaluation.report import write_atomically
+from alc_hf.metrics import precision_coverage_curve
 from alc_hf.models import DEFAULT_MODEL, load_encoder
 from alc_hf.pipeline import build_loss, pair_head_learning_rates
 from alc_hf.retrieval import LabelIndex
@@ -85,6 +86,7 @@ ARMS: dict[str, tuple[str, bool, bool]] = {
     for suffix, alc, tcm in (("", False, False), ("_tcm", False, True), ("_alc", True, False), ("_alc_tcm", True, True))
 }
 ALL_ARMS = (OFF_THE_SHELF, *ARMS)
+PLOTTED_ARMS = (OFF_THE_SHELF, "mnrl", "softmax", "softmax_tcm", "softmax_alc_tcm", "triplet", "triplet_alc_tcm")
 # What the issue asks for: MNRL as users run it today, and each of the project's backbones alone, + TCM, + ALC,
 # + ALC + TCM. The other MNRL arms (ALC added to existing MNRL code) run when named with --arms.
 DEFAULT_ARMS = tuple(arm for arm in ALL_ARMS if not arm.startswith("mnrl_"))
@@ -102,12 +104,12 @@ TARGET_PRECISIONS = (0.9, 0.95)
 PRECISION_AT_K = (1, 5)
 SELECTION_SEED = 0  # the valid halves of --split_for_selection valid
 
-# Cost model for the estimate printed at the start, measured on the project's 2-core CPU (no GPU) on 2026-11-22
-# with the defaults below (see the report in the header of the output): seconds per text of a training step
-# (forward + backward + AdamW, batch 32, in-batch and hard negatives alike) and texts per second when encoding for
-# evaluation (batch --eval_batch_size). The run prints the measured figures and an updated ETA as it goes.
-TRAIN_SECONDS_PER_TEXT = 0.0125
-ENCODE_TEXTS_PER_SECOND = 150.0
+# Cost model for the estimate printed at the start, measured on the project's 2-core CPU (no GPU) on 2026-11-21
+# with the defaults below: seconds per text of a training step (forward + backward + AdamW, batch 32, 96 texts a
+# step with one hard-negative column) and texts per second when encoding for evaluation (batch --eval_batch_size,
+# max_seq_length 64). The run prints the measured figures and an updated ETA as it goes.
+TRAIN_SECONDS_PER_TEXT = 0.022
+ENCODE_TEXTS_PER_SECOND = 300.0
 MODEL_LOAD_SECONDS = 3.0
 
 # Settings that change the figures: a run in the JSON is reused by --resume only when they agree.
@@ -409,6 +411,11 @@ def view_record(report: CoverageReport) -> dict:
         "reachable": {f"p{100 * c['target_precision']:g}": c["reachable"] for c in coverage},
         "opis_num_labels": full["test_opis"]["num_labels"],
         "report": full,
+        # for the precision-coverage plot: every test query's top-1 score and whether it is right
+        "test_top1": {
+            "scores": [finite_or_none(float(v)) for v in report.test_top1[0]],
+            "correct": [bool(v) for v in report.test_top1[1]],
+        },
     }
 
 
@@ -497,6 +504,51 @@ def notes(runs: list[dict], view: str, setting: str) -> list[str]:
     if no_opis:
         lines.append(f"- OPIS n/a (no brand with >= 5 positive test pairs and both matches and non-matches): {no_opis}")
     return ["", *lines] if lines else []
+
+
+def plot_curves(results: dict, path: Path, seed: int) -> Path | None:
+    """Test precision against coverage (top-1) of the main arms, per view and negatives setting, for one seed."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    views = list(results["summary"])
+    settings = list(dict.fromkeys(setting for by_setting in results["summary"].values() for setting in by_setting))
+    runs = {(r["arm"], r["negatives"], r["seed"]): r for r in results["runs"]}
+    if not views or not settings:
+        return None
+    figure, axes = plt.subplots(
+        len(views), len(settings), figsize=(5.5 * len(settings), 4.5 * len(views)), squeeze=False
+    )
+    try:
+        for axis, (view, setting) in zip(
+            axes.reshape(-1), [(view, setting) for view in views for setting in settings], strict=True
+        ):
+            for arm in PLOTTED_ARMS:
+                run = runs.get(run_key(arm, setting, seed))
+                if run is None or view not in run["views"]:
+                    continue
+                top1 = run["views"][view]["test_top1"]
+                scores = np.array([-np.inf if v is None else v for v in top1["scores"]], dtype=np.float64)
+                curve = precision_coverage_curve(scores, np.array(top1["correct"], dtype=bool))
+                axis.plot(curve.coverage, curve.precision, label=arm, linestyle="--" if arm == OFF_THE_SHELF else "-")
+            for target in TARGET_PRECISIONS:
+                axis.axhline(target, color="grey", linewidth=0.6)
+            axis.set(
+                title=f"{view} view, {setting} negatives (seed {seed})",
+                xlabel="coverage (share of test queries accepted)",
+                ylabel="precision of the accepted",
+                xlim=(0, 1),
+                ylim=(0, 1.02),
+            )
+            axis.legend(fontsize=8)
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110)
+    finally:
+        plt.close(figure)
+    return path
 
 
 def write_results(path: Path, results: dict) -> None:
@@ -706,8 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_results(args.output, results)
     # Print from the JSON as written: the tables are the figures it holds.
-    print(tables(json.loads(args.output.read_text())))
-    print(f"\nevery figure: {args.output}")
+    written = json.loads(args.output.read_text())
+    print(tables(written))
+    plot = plot_curves(written, args.output.with_suffix(".png"), args.seeds[0])
+    print(f"\nevery figure: {args.output}" + (f"\nprecision against coverage: {plot}" if plot else ""))
     return 0
 
 
