@@ -527,7 +527,8 @@ def plot_curves(results: dict, path: Path, seed: int) -> Path | None:
         ):
             for arm in PLOTTED_ARMS:
                 run = runs.get(run_key(arm, setting, seed))
-                if run is None or view not in run["views"]:
+                # runs recorded before the top-1 scores were kept (resumed JSON) cannot be drawn
+                if run is None or "test_top1" not in run["views"].get(view, {}):
                     continue
                 top1 = run["views"][view]["test_top1"]
                 scores = np.array([-np.inf if v is None else v for v in top1["scores"]], dtype=np.float64)
