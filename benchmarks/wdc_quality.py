@@ -67,7 +67,7 @@ from alc_hf.data import (
 )
 from alc_hf.data.readers import normalise_text
 from alc_hf.data.sources import wdc_catalog_split
-from alc_hf.evaluation import CoverageEvaluator, CoverageReport, coverage_report, predict_split
+from alc_hf.evaluation import CoverageEvaluator, CoverageReport, coverage_report, embed_texts, predict_split
 from alc_hf.evaluation.report import write_atomically
 from alc_hf.metrics import precision_coverage_curve
 from alc_hf.models import DEFAULT_MODEL, load_encoder
@@ -209,13 +209,6 @@ def texts_to_encode(views: dict[str, ViewPair]) -> tuple[list[str], list[str], n
 # evaluation
 
 
-def encode(encode_fn: Any, texts: list[str], batch_size: int) -> np.ndarray:
-    # The same call as CoverageEvaluator._encode.
-    return encode_fn(
-        texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=True
-    ).astype(np.float32, copy=False)
-
-
 def brand_groups(data_dir: Path, corpus: list[str]) -> np.ndarray:
     """The OPIS class of each tableB offer: its brand (normalised); offers without one are each their own class.
 
@@ -240,7 +233,7 @@ def evaluate(
     """Every view's coverage report, as ``CoverageEvaluator(calibration, test).compute_report(model)`` computes it,
     but with tableB and each distinct query text embedded once for all views, and OPIS across brands."""
     corpus, queries, needed = texts_to_encode(views)
-    label_embeddings = encode(model.encode_document, [corpus[i] for i in needed], batch_size)
+    label_embeddings = embed_texts(model.encode_document, [corpus[i] for i in needed], batch_size)
     if len(needed) == len(corpus):
         corpus_embeddings = label_embeddings
     else:  # rows no view can score get a placeholder unit vector (LabelIndex refuses zero rows)
@@ -248,7 +241,7 @@ def evaluate(
         corpus_embeddings = corpus_embeddings.astype(np.float32)
         corpus_embeddings[needed] = label_embeddings
     index = LabelIndex(corpus_embeddings)
-    query_embeddings = encode(model.encode_query, queries, batch_size)
+    query_embeddings = embed_texts(model.encode_query, queries, batch_size)
     row = {query: i for i, query in enumerate(queries)}
     k = max(PRECISION_AT_K)
     reports = {}

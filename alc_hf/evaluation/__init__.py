@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alc_hf.evaluation.coverage import SplitPredictions, coverage_report, predict_split
+from alc_hf.evaluation.coverage import SplitPredictions, coverage_report, embed_texts, predict_split
 from alc_hf.evaluation.evaluator import CoverageEvaluator
 from alc_hf.evaluation.plot import plot_report
 from alc_hf.evaluation.report import CoverageReport, ThresholdResult, threshold_results
@@ -17,6 +17,7 @@ __all__ = [
     "SplitPredictions",
     "ThresholdResult",
     "coverage_report",
+    "embed_texts",
     "plot_report",
     "predict_split",
     "threshold_results",

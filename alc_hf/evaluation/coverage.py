@@ -3,7 +3,7 @@ and apply to the other."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,19 @@ class SplitPredictions:
 
     def precision_at(self, k: int) -> float:
         return precision_from_relevance(self.correct, k)
+
+
+def embed_texts(
+    encode: Callable[..., np.ndarray], texts: list[str], batch_size: int, show_progress_bar: bool = False
+) -> np.ndarray:
+    """L2-normalised float32 embeddings of ``texts`` from a model's ``encode_query`` or ``encode_document``."""
+    return encode(
+        texts,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+    ).astype(np.float32, copy=False)
 
 
 def check_view(view: EvaluationView, name: str) -> None:

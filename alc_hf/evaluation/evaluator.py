@@ -11,7 +11,7 @@ import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from alc_hf.data import EvaluationView
-from alc_hf.evaluation.coverage import check_view, coverage_report, predict_split
+from alc_hf.evaluation.coverage import check_view, coverage_report, embed_texts, predict_split
 from alc_hf.evaluation.report import CoverageReport, target_name
 from alc_hf.metrics.coverage import CALIBRATION_METHODS, check_target_precision
 from alc_hf.retrieval import LabelIndex
@@ -139,13 +139,7 @@ class CoverageEvaluator(BaseEvaluator):
         )
 
     def _encode(self, encode: Any, texts: list[str]) -> np.ndarray:
-        return encode(
-            texts,
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress_bar,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        ).astype(np.float32, copy=False)
+        return embed_texts(encode, texts, self.batch_size, self.show_progress_bar)
 
     @property
     def description(self) -> str:
