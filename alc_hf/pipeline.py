@@ -3,6 +3,8 @@ runs before training, evaluation on every process, the model card and the run su
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import logging
 from collections.abc import Sequence
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from packaging.version import Version
 from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 from torch import nn
@@ -85,6 +88,28 @@ def candidates_per_query(loss: nn.Module) -> int | None:
     return loss.last_num_candidates if isinstance(loss, InBatchLoss) else None
 
 
+class LoraUnavailableError(RuntimeError):
+    """LoRA was asked for but the installed transformers and PEFT cannot train an adapter together."""
+
+
+def check_lora_available() -> None:
+    """Fail before any data is read or any model trained when the installed transformers refuses the installed PEFT
+    (``add_adapter`` would raise only once training is set up), naming both versions and what to install."""
+    import transformers
+    from transformers.integrations import peft as transformers_peft
+
+    if importlib.util.find_spec("peft") is None:
+        raise LoraUnavailableError("LoRA (--lora_r) needs PEFT: `pip install peft`.")
+    installed = importlib.metadata.version("peft")
+    required = transformers_peft.MIN_PEFT_VERSION
+    if Version(installed) < Version(required):
+        raise LoraUnavailableError(
+            f"LoRA (--lora_r) cannot work with transformers {transformers.__version__} and PEFT {installed}: this "
+            f"transformers needs PEFT >= {required}. Install `pip install 'peft>={required}'` if it is published, or "
+            "the tested pair from constraints.txt (`pip install --constraint constraints.txt transformers peft`)."
+        )
+
+
 def add_lora_adapter(
     model: SentenceTransformer,
     base_model: str,
@@ -94,6 +119,7 @@ def add_lora_adapter(
     target_modules: Sequence[str] | None = None,
 ) -> None:
     """Train a LoRA adapter instead of the whole encoder; the model card says it is an adapter of ``base_model``."""
+    check_lora_available()
     from peft import LoraConfig, TaskType
 
     if r < 1:

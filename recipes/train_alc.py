@@ -28,6 +28,7 @@ from alc_hf.pipeline import (
     add_lora_adapter,
     build_loss,
     check_hub_ready,
+    check_lora_available,
     finish_run,
     load_loss_checkpoint,
     pair_head_learning_rates,
@@ -107,8 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.set_defaults(**RECIPE_DEFAULTS)
     model_args, data_args, loss_args, eval_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    # What can only fail at the end (the push) or after set-up (LoRA) is checked before any data is read.
     if training_args.push_to_hub:
         check_hub_ready(training_args.hub_model_id, training_args.hub_token)
+    if model_args.lora_r:
+        check_lora_available()
 
     # Seed before anything random is built: the pair head is initialised with the loss, before the Trainer.
     set_seed(training_args.seed)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,34 @@ from tests.tiny_model import build_tiny_encoder_files, load_tiny_encoder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+
+# The real data beside the project's checkout (../shared/data), never copied into it.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Set by .ci/run: a test that needs the real data must not pass by skipping.
+REQUIRE_SHARED_DATA = "ALC_HF_REQUIRE_SHARED_DATA"
+STACK = ("torch", "transformers", "sentence-transformers", "peft", "faiss-cpu", "datasets", "numpy")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared_data: needs the real data folder ../shared/data beside the checkout")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The stack the suite runs on, so that a failure caused by a dependency's release says so."""
+    versions = [f"python {platform.python_version()}"]
+    versions += [f"{name} {importlib.metadata.version(name)}" for name in STACK]
+    return "stack: " + ", ".join(versions)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    needing = [item for item in items if item.get_closest_marker("shared_data")]
+    if not needing or SHARED_DATA.is_dir():
+        return
+    reason = f"needs the real data folder {SHARED_DATA}, which is missing (a clone of the project alone)"
+    if os.environ.get(REQUIRE_SHARED_DATA) == "1":
+        raise pytest.UsageError(f"{REQUIRE_SHARED_DATA}=1 but {len(needing)} test(s) {reason}")
+    for item in needing:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

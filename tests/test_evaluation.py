@@ -22,8 +22,9 @@ from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_
 from alc_hf.evaluation.views import evaluation_views
 from alc_hf.metrics import calibrate_threshold, coverage_at_threshold, opis, precision_at_k
 from alc_hf.retrieval import LabelIndex
+from tests.conftest import SHARED_DATA
 
-WDC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "wdc_block_small"
+WDC_DIR = SHARED_DATA / "wdc_block_small"
 
 
 class FixedEmbeddings:
@@ -210,6 +211,7 @@ def test_console_script_reports_bad_input_without_a_traceback(tmp_path):
     assert "needs a data_dir" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.shared_data
 def test_wdc_block_view_counts_queries_without_a_match(tiny_model):
     calibration = evaluation_view(read_product_tables(WDC_DIR, split="valid"), candidates="labelled")
     test = evaluation_view(read_product_tables(WDC_DIR, split="test"), candidates="labelled")
@@ -220,6 +222,7 @@ def test_wdc_block_view_counts_queries_without_a_match(tiny_model):
     assert all(result.test.num_predictions == 1000 for result in report.coverage[1])
 
 
+@pytest.mark.shared_data
 def test_wdc_views_by_name():
     calibration, test = evaluation_views("wdc", WDC_DIR)  # block view by default
     assert (len(calibration.queries), len(test.queries)) == (3535, 1000)

@@ -236,3 +236,67 @@ def test_pair_head_saves_loads_and_scores(tiny_model, tmp_path):
         head.score_texts(tiny_model, QUERIES[:2], LABELS[:1])
     with pytest.raises(FileNotFoundError, match="pair_head_config.json is missing"):
         PairHead.from_pretrained(tmp_path)
+
+
+def test_alc_and_tcm_train_under_bf16_autocast_on_the_cpu(tiny_model, tmp_path, monkeypatch):
+    """Users train with ``--mixed_precision bf16`` on GPUs; with no GPU here, the trainer's CPU autocast is the
+    closest honest check of what each part sees (docs/losses.md, "Mixed precision")."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from alc_hf.data import UniqueQueryLabelBatchSampler, product_pairs
+    from alc_hf.losses import tcm as tcm_module
+
+    seen: dict[str, set[torch.dtype]] = {"encoder": set(), "head input": set(), "head logits": set(), "tcm": set()}
+    encoder_linear = next(module for module in tiny_model.modules() if isinstance(module, torch.nn.Linear))
+    encoder_linear.register_forward_hook(lambda module, inputs, output: seen["encoder"].add(output.dtype))
+    loss = TCMLoss(tiny_model, base_loss=ALCLoss(tiny_model, num_negatives=3))
+    pair_head = loss.loss.pair_head
+
+    def record_head(module, inputs, logits):
+        seen["head input"].update(tensor.dtype for tensor in inputs)
+        seen["head logits"].add(logits.dtype)
+
+    pair_head.register_forward_hook(record_head)
+    violation_sums = tcm_module.tcm_violation_sums
+
+    def record_tcm(scores, *args, **kwargs):
+        seen["tcm"].add(scores.dtype)
+        return violation_sums(scores, *args, **kwargs)
+
+    monkeypatch.setattr(tcm_module, "tcm_violation_sums", record_tcm)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        bf16=True,
+        use_cpu=True,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        batch_sampler=UniqueQueryLabelBatchSampler,
+    )
+    trainer = SentenceTransformerTrainer(model=tiny_model, args=args, train_dataset=product_pairs(), loss=loss)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 3
+    assert all(math.isfinite(entry[part]) for entry in logged for part in ("loss", "base", "ql", "qb", "tcm"))
+    assert seen["encoder"] == {torch.bfloat16}, "autocast was not on: the test would prove nothing"
+    # accelerate autocasts the encoder's forward only: scores, mining, the backbone, TCM and the head are float32.
+    assert seen["tcm"] == {torch.float32}
+    assert seen["head input"] == seen["head logits"] == {torch.float32}
+    assert {parameter.dtype for parameter in pair_head.parameters()} == {torch.float32}
+
+
+def test_a_loss_called_inside_autocast_still_scores_in_float32(tiny_model):
+    """Code that runs the whole loss in its own autocast region: the scores stay float32, the head's matmuls take
+    the autocast dtype, and every part is a finite float32."""
+    loss = TCMLoss(tiny_model, base_loss=ALCLoss(tiny_model, num_negatives=3))
+    logits_dtypes = set()
+    loss.loss.pair_head.register_forward_hook(lambda module, inputs, logits: logits_dtypes.add(logits.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        embeddings = [tiny_model(f)["sentence_embedding"] for f in features(tiny_model, QUERIES, LABELS, NEGATIVES)]
+        batch = ScoredBatch.build(embeddings, None, gather_across_devices=False)
+        parts = loss.compute_loss_from_embeddings(embeddings, None)
+    assert batch.scores.dtype == batch.queries.dtype == batch.candidates.dtype == torch.float32
+    assert logits_dtypes == {torch.bfloat16}
+    assert all(part.dtype == torch.float32 and torch.isfinite(part) for part in parts.values())

@@ -21,8 +21,8 @@ from alc_hf.data.readers import (
     read_xmc,
 )
 from alc_hf.data.sources import wdc_catalog_split
+from tests.conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LF_DIR = SHARED_DATA / "lf_amazontitles_131k_partial"
 WDC_DIR = SHARED_DATA / "wdc_block_small"
 
@@ -270,6 +270,7 @@ def test_read_filter_pairs_missing_file(tmp_path: Path) -> None:
         read_filter_pairs(tmp_path / "nope.txt")
 
 
+@pytest.mark.shared_data
 def test_read_filter_pairs_real_files() -> None:
     start = time.perf_counter()
     test_pairs = read_filter_pairs(LF_DIR / "filter_labels_test.txt")
@@ -415,6 +416,7 @@ def test_read_product_tables_skip_bad_rows(tmp_path: Path, caplog: pytest.LogCap
     assert "skipped 3 bad row(s)" in caplog.text
 
 
+@pytest.mark.shared_data
 def test_read_product_tables_real_wdc() -> None:
     test = read_product_tables(WDC_DIR, "test")
     assert test.num_queries == 1000 and test.num_labels == 5000
@@ -450,6 +452,7 @@ def test_read_product_tables_real_wdc() -> None:
             assert normalise_text(data.queries[q]) == normalise_text(data.labels[b])
 
 
+@pytest.mark.shared_data
 def test_wdc_catalog_split_keeps_the_split_matched_queries_with_every_splits_positives() -> None:
     def label_one_pairs(split):
         with open(WDC_DIR / f"{split}.csv", encoding="utf-8", newline="") as handle:

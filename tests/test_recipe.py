@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from alc_hf import ALCLoss, PairHead, TCMLoss
-from alc_hf.pipeline import HubUnavailableError, build_loss
+from alc_hf.pipeline import HubUnavailableError, LoraUnavailableError, build_loss
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE = REPO_ROOT / "recipes" / "train_alc.py"
@@ -180,6 +180,23 @@ def test_lora_saves_an_adapter_that_reloads_with_identical_embeddings(tiny_encod
     np.testing.assert_allclose(reloaded.encode(texts), trained.encode(texts), rtol=1e-5, atol=1e-6)
     base = SentenceTransformer(str(tiny_encoder_dir))
     assert not np.allclose(base.encode(texts), trained.encode(texts), atol=1e-4), "the adapter changed nothing"
+
+
+def test_lora_with_an_incompatible_peft_fails_before_reading_data(tiny_encoder_dir, tmp_path, monkeypatch):
+    import peft
+    import transformers
+
+    # As transformers 5.24 does with PEFT 0.21: it refuses every PEFT below its minimum.
+    monkeypatch.setattr("transformers.integrations.peft.MIN_PEFT_VERSION", "99.0.0")
+    missing_data = tmp_path / "no_such_folder"
+    with pytest.raises(LoraUnavailableError) as raised:
+        run_recipe(
+            tiny_encoder_dir, tmp_path / "run", "--lora_r", "4", "--data", "wdc", "--data_dir", str(missing_data)
+        )
+    message = str(raised.value)
+    assert f"transformers {transformers.__version__}" in message and f"PEFT {peft.__version__}" in message
+    assert "PEFT >= 99.0.0" in message and "constraints.txt" in message
+    assert not (tmp_path / "run").exists(), "it started before failing"
 
 
 def load_recipe_model_from_run(run_dir: Path) -> SentenceTransformer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 from alc_hf.data.synthetic import XMCShape, write_xmc_like
 from alc_hf.data.training import evaluation_view, padded_rows, training_rows
 from alc_hf.data.xmc import RaggedIds, XMCData
+from tests.conftest import SHARED_DATA
 
 
 def small_data(with_negatives: bool = True) -> XMCData:
@@ -126,13 +126,14 @@ def _rows_from(source: str, tmp_path):
     if source == "builtin_catalog":
         return training_rows(builtin_catalog(seed=0, split="val", num_products=200), num_hard_negatives=1)
     if source == "wdc_tables":
-        wdc = Path(__file__).resolve().parents[2] / "shared" / "data" / "wdc_block_small"
-        return training_rows(read_product_tables(wdc, "train"), num_hard_negatives=1)
+        return training_rows(read_product_tables(SHARED_DATA / "wdc_block_small", "train"), num_hard_negatives=1)
     write_xmc_like(tmp_path, shape, forms=(source,), seed=2)
     return training_rows(read_xmc(tmp_path, "trn"))
 
 
-@pytest.mark.parametrize("source", ["json", "raw", "wdc_tables", "builtin_catalog"])
+@pytest.mark.parametrize(
+    "source", ["json", "raw", pytest.param("wdc_tables", marks=pytest.mark.shared_data), "builtin_catalog"]
+)
 def test_alc_trains_end_to_end_on_rows_from_each_reader(source, tiny_model, tmp_path):
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 

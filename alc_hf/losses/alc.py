@@ -109,13 +109,14 @@ class ALCLoss(InBatchLoss):
             average_gradients_across_processes(self.pair_head)
         negatives = hardest_negative_indices(batch.scores, batch.positive_mask, self.num_negatives)
         negative_valid = ~batch.positive_mask.gather(1, negatives)
-        negative_embeddings = batch.candidates[negatives]
+        # The head takes its parameters' dtype; under autocast its matmuls run in half precision anyway, and its
+        # losses are taken in float32.
         head_dtype = self.pair_head.layers[0].weight.dtype
         queries = batch.queries.to(head_dtype)
-        positive_logits = self.pair_head(queries, batch.candidates[batch.positive_index].to(head_dtype))
-        negative_logits = self.pair_head(
-            queries.unsqueeze(1).expand_as(negative_embeddings), negative_embeddings.to(head_dtype)
-        )
+        negative_embeddings = batch.candidates[negatives].to(head_dtype)
+        positive_logits = self.pair_head(queries, batch.candidates[batch.positive_index].to(head_dtype)).float()
+        negative_logits = self.pair_head(queries.unsqueeze(1).expand_as(negative_embeddings), negative_embeddings)
+        negative_logits = negative_logits.float()
         if self.ql_weight > 0:
             ql = pair_head_pointwise_loss(positive_logits, negative_logits[:, 0], negative_valid[:, 0])
             parts["ql"] = self.ql_weight * ql

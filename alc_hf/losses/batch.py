@@ -63,10 +63,11 @@ class ScoredBatch:
     Attributes:
         embeddings: the raw per-column embeddings (query column first), as the encoder returned them.
         labels: the ``label`` tensor the trainer passed (or built from texts), or None.
-        queries: ``[B, d]`` L2-normalised local query embeddings.
-        candidates: ``[M, d]`` L2-normalised label candidates: each label column in order, each gathered over
-            processes when ``gathered``.
-        scores: ``[B, M]`` cosine similarities of local queries to all candidates.
+        queries: ``[B, d]`` L2-normalised local query embeddings, float32.
+        candidates: ``[M, d]`` L2-normalised label candidates, float32: each label column in order, each gathered
+            over processes when ``gathered``.
+        scores: ``[B, M]`` float32 cosine similarities of local queries to all candidates, computed outside
+            autocast whatever the training precision.
         positive_mask: ``[B, M]`` True where the candidate is a positive of the query.
         positive_index: ``[B]`` the column of each query's own positive.
         gathered: whether candidates come from every process (then counts must be reduced across processes).
@@ -90,14 +91,18 @@ class ScoredBatch:
         candidate_ids, positive_ids = _split_label_ids(labels, batch_size, num_label_columns, embeddings[0].device)
 
         gathered = gather_across_devices and is_distributed()
-        columns = [F.normalize(column, dim=-1) for column in embeddings[1:]]
+        # Under mixed precision the encoder's output is half precision; the losses compare cosines with margins a
+        # few thousandths apart (bf16 keeps about three digits), so everything scored here is float32.
+        columns = [F.normalize(column.float(), dim=-1) for column in embeddings[1:]]
         offset = 0
         if gathered:
             columns = [all_gather_with_grad(column) for column in columns]
             candidate_ids = torch.stack([all_gather(candidate_ids[:, c]) for c in range(num_label_columns)], dim=1)
             offset = get_rank() * batch_size
-        queries = F.normalize(embeddings[0], dim=-1)
+        queries = F.normalize(embeddings[0].float(), dim=-1)
         candidates = torch.cat(columns, dim=0)
+        with torch.autocast(queries.device.type, enabled=False):
+            scores = queries @ candidates.T
         positive_index = torch.arange(offset, offset + batch_size, device=queries.device)
         # Column-major flattening matches the order of `candidates`: all positives, then each negative column.
         positive_mask = positive_mask_from_ids(candidate_ids.T.reshape(-1), positive_ids)
@@ -108,7 +113,7 @@ class ScoredBatch:
             labels=labels,
             queries=queries,
             candidates=candidates,
-            scores=queries @ candidates.T,
+            scores=scores,
             positive_mask=positive_mask,
             positive_index=positive_index,
             gathered=gathered,

@@ -43,7 +43,13 @@ class LabelIndex:
     """The label corpus embedded once, searched by many query sets.
 
     Scores are inner products; with ``normalize=True`` (the default) corpus and queries are L2-normalised first,
-    so scores are cosine similarities. Equal scores are ordered by lower label index in every search path.
+    so scores are cosine similarities.
+
+    What a search promises when scores are equal within float rounding: every score is the exact float32 inner
+    product up to rounding (faiss sums in an order that depends on its kernel — per-pair SIMD or BLAS — and on the
+    CPU), so labels whose scores are that close (a tie) come back in an unspecified order, and of labels tied at the
+    k-th place an unspecified one is kept. Every label outside such a tie, and every score, is what exact search
+    gives. Sort or compare with a tolerance (about 1e-6 for cosines) rather than relying on the order of ties.
 
     Args:
         corpus_embeddings: ``[num_labels, dim]`` label embeddings (any float dtype; searched as float32).
@@ -144,11 +150,8 @@ class LabelIndex:
     ) -> TopK:
         """The top-``k`` labels of every query over the whole corpus.
 
-        Equal scores come in order of label index, and of labels tied at the k-th place the lowest indices are kept
-        (faiss keeps an arbitrary subset, so rows tied there are searched again, wider). With ``kind="flat"`` this
-        is the top-k :meth:`search_candidates` gives with every label as a candidate: bit for bit when
-        faiss scores pair by pair (fewer than ``faiss.cvar.distance_compute_blas_threshold / dim`` queries per
-        chunk), up to float32 rounding when it uses BLAS, which sums in another order.
+        With ``kind="flat"`` this is the exact top-k (ties as the class says): the top-k :meth:`search_candidates`
+        gives with every label as a candidate.
 
         Args:
             query_embeddings: ``[n, dim]`` queries; ``n`` may be 0.
@@ -173,59 +176,25 @@ class LabelIndex:
             scores=np.full((num_queries, k), -np.inf, dtype=np.float32),
         )
         progress = _progress(num_queries, show_progress_bar)
-        tied = []
         for start in range(0, num_queries, chunk_size):
             rows = np.arange(start, min(start + chunk_size, num_queries))
-            # Enough results that every query keeps k after its filtered labels are dropped, and one more to tell
-            # whether the k-th score is tied with labels left out.
-            width = min(k + int(filters_per_query[rows].max()) + 1, self.num_labels)
-            tied.append(rows[self._search_rows(queries, norms, rows, width, filter_keys, top)])
+            # Enough results that every query keeps k after its filtered labels are dropped.
+            width = min(k + int(filters_per_query[rows].max()), self.num_labels)
+            scores, ids = self._index.search(_as_float32_rows(queries, rows, norms), width, params=self._params(width))
+            dropped = ids < 0
+            if filter_keys.size:
+                dropped |= _is_member(rows[:, None] * self.num_labels + ids, filter_keys)
+            scores[dropped] = -np.inf
+            # A stable sort on the score moves dropped entries to the end and keeps faiss's order otherwise.
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            kept = order.shape[1]  # below k when the corpus is smaller: the rest stays -1 / -inf
+            top.ids[rows, :kept] = np.take_along_axis(np.where(dropped, -1, ids), order, axis=1)
+            top.scores[rows, :kept] = np.take_along_axis(scores, order, axis=1)
             if progress is not None:
                 progress.update(rows.size)
         if progress is not None:
             progress.close()
-        # faiss keeps an arbitrary subset of labels tied at the last place it returns, so a row whose k-th score
-        # ties that place is searched again, wider, until the whole tie is in and the lowest indices win.
-        rows = np.concatenate(tied) if tied else np.zeros(0, dtype=np.int64)
-        width = min(k + int(filters_per_query.max(initial=0)) + 1, self.num_labels)
-        while rows.size:
-            width = min(2 * width, self.num_labels)
-            still_tied = []
-            for start in range(0, rows.size, chunk_size):
-                chunk = rows[start : start + chunk_size]
-                still_tied.append(chunk[self._search_rows(queries, norms, chunk, width, filter_keys, top)])
-            rows = np.concatenate(still_tied)
         return top
-
-    def _search_rows(
-        self,
-        queries: np.ndarray,
-        norms: np.ndarray | None,
-        rows: np.ndarray,
-        width: int,
-        filter_keys: np.ndarray,
-        top: TopK,
-    ) -> np.ndarray:
-        """Search the query ``rows`` for their top ``width``, drop filtered pairs and write the best into ``top``.
-
-        Returns, per row, whether its k-th kept score equals the lowest score faiss returned while labels were
-        left out (so more labels with that score may exist).
-        """
-        k = top.ids.shape[1]
-        scores, ids = self._index.search(_as_float32_rows(queries, rows, norms), width, params=self._params(width))
-        lowest_returned = scores[:, -1].copy()
-        truncated = (ids[:, -1] >= 0) & (width < self.num_labels)
-        dropped = ids < 0
-        if filter_keys.size:
-            dropped |= _is_member(rows[:, None] * self.num_labels + ids, filter_keys)
-        ids[dropped] = -1
-        scores[dropped] = -np.inf
-        # Sorting by (score desc, label asc) fixes the order of equal scores and moves dropped entries to the end.
-        order = np.lexsort((ids, -scores), axis=-1)[:, :k]
-        kept = order.shape[1]
-        top.ids[rows, :kept] = np.take_along_axis(ids, order, axis=1)
-        top.scores[rows, :kept] = np.take_along_axis(scores, order, axis=1)
-        return truncated & (top.scores[rows, k - 1] == lowest_returned)
 
     def search_candidates(
         self,
@@ -238,7 +207,7 @@ class LabelIndex:
         """The top-``k`` of each query's own ``candidates`` (e.g. the labels a blocking step kept), scored exactly.
 
         Duplicate candidates in a row count once; rows with fewer than ``k`` candidates left (after filtering)
-        are padded with -1 / -inf. Scores are exact inner products whatever the index kind.
+        are padded with -1 / -inf. Scores are exact inner products whatever the index kind (ties as the class says).
 
         Args:
             query_embeddings: ``[n, dim]`` queries.
