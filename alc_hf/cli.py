@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from alc_hf.data.sources import DATA_SOURCES
+from alc_hf.evaluation.accept import ACCEPT_SCORES
 from alc_hf.metrics.coverage import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError
 
@@ -50,16 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch_size", type=int, default=64)
     evaluate.add_argument("--seed", type=int, default=0, help="catalog generation / XMC calibration split seed")
     evaluate.add_argument("--device", help="e.g. cpu or cuda (default: sentence-transformers' choice)")
+    evaluate.add_argument(
+        "--accept_scores",
+        nargs="+",
+        choices=ACCEPT_SCORES,
+        help="what decides acceptance, the first being the main report (default: cosine, and pair_head and combined "
+        "when the model folder holds the ALC pair head it was trained with)",
+    )
     return parser
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from alc_hf.evaluation import CoverageEvaluator
-    from alc_hf.evaluation.report import write_report
+    from alc_hf.evaluation.report import accept_score_table, write_reports
     from alc_hf.evaluation.views import evaluation_views
+    from alc_hf.losses.pair_head import saved_pair_head
     from alc_hf.models import load_encoder
 
     calibration, test = evaluation_views(args.data, args.data_dir, args.view, seed=args.seed)
+    pair_head = saved_pair_head(args.model)
     evaluator = CoverageEvaluator(
         calibration,
         test,
@@ -68,14 +78,18 @@ def _evaluate(args: argparse.Namespace) -> None:
         delta=args.delta,
         batch_size=args.batch_size,
         show_progress_bar=True,
+        pair_head=pair_head,
+        accept_scores=args.accept_scores,
     )
     model = load_encoder(args.model, device=args.device)
     evaluator(model)
-    report = evaluator.last_report
-    json_path, png_path = write_report(report, args.output_dir)
+    written = write_reports(evaluator.last_reports, args.output_dir)
     print(f"\nModel {args.model} on {args.data}{' ' + args.data_dir if args.data_dir else ''}:\n")
-    print(report.table())
-    print(f"\nWrote {json_path} and {png_path}")
+    print(evaluator.last_report.table())
+    if len(evaluator.last_reports) > 1:
+        print(f"\nAccepted by each score (the pair head loaded from {args.model}):\n")
+        print(accept_score_table(evaluator.last_reports))
+    print(f"\nWrote {', '.join(str(path) for path in written)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,8 +20,8 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport
-from alc_hf.evaluation.report import target_name, write_atomically, write_report
-from alc_hf.losses import ALCLoss, TCMLoss
+from alc_hf.evaluation.report import accept_score_table, target_name, write_atomically, write_reports
+from alc_hf.losses import ALCLoss, PairHead, TCMLoss
 from alc_hf.losses.backbones import build_base_loss
 from alc_hf.losses.in_batch import InBatchLoss
 
@@ -35,6 +35,8 @@ def build_loss(
     ql_weight: float = 1.0,
     qb_weight: float = 1.0,
     num_negatives: int = 8,
+    pair_head_hidden_dim: int | None = None,
+    head_warmup_steps: int = 0,
     tcm: bool = True,
     pos_margin: float = 0.9,
     neg_margin: float = 0.5,
@@ -52,6 +54,8 @@ def build_loss(
             ql_weight=ql_weight,
             qb_weight=qb_weight,
             num_negatives=num_negatives,
+            pair_head_hidden_dim=pair_head_hidden_dim,
+            head_warmup_steps=head_warmup_steps,
             gather_across_devices=gather_across_devices,
         )
     if tcm:
@@ -74,6 +78,12 @@ def find_alc_loss(loss: nn.Module) -> ALCLoss | None:
             return loss
         loss = getattr(loss, "loss", None)
     return None
+
+
+def find_pair_head(loss: nn.Module) -> PairHead | None:
+    """The pair head trained by the ALCLoss in ``loss``, if any."""
+    alc_loss = find_alc_loss(loss)
+    return None if alc_loss is None else alc_loss.pair_head
 
 
 def pair_head_learning_rates(loss: nn.Module, learning_rate: float) -> dict[str, float]:
@@ -215,22 +225,23 @@ def load_loss_checkpoint(loss: nn.Module, model: nn.Module, checkpoint: str | Pa
             tensor.copy_(saved[name].to(tensor.device))
 
 
-def run_coverage_evaluation(trainer: Any, evaluator: CoverageEvaluator) -> CoverageReport | None:
+def run_coverage_evaluation(trainer: Any, evaluator: CoverageEvaluator) -> dict[str, CoverageReport] | None:
     """Run ``evaluator`` through ``trainer.evaluate()`` (collective under several processes: call it on every one)
-    and return its report on the main process, None on the others. The trainer's own evaluator is restored."""
+    and return its reports per accept score on the main process, None on the others. The trainer's own evaluator
+    is restored."""
     trainer_evaluator, trainer.evaluator = trainer.evaluator, evaluator
     try:
         trainer.evaluate()
     finally:
         trainer.evaluator = trainer_evaluator
-    return evaluator.last_report if trainer.is_world_process_zero() else None
+    return evaluator.last_reports if trainer.is_world_process_zero() else None
 
 
 def finish_run(
     trainer: Any,
     loss: nn.Module,
-    before: CoverageReport | None,
-    after: CoverageReport | None,
+    before: dict[str, CoverageReport] | None,
+    after: dict[str, CoverageReport] | None,
 ) -> Path:
     """Save the model (and the pair head) to ``output_dir/final``, write the coverage reports and the training
     log, print a summary, and push to the Hub when asked. Call it on every process; returns the model folder."""
@@ -241,9 +252,9 @@ def finish_run(
         alc_loss = find_alc_loss(loss)
         if alc_loss is not None:
             alc_loss.save_pair_head(final_dir)
-        written = [*write_report(after, output_dir, "coverage_after")]
+        written = write_reports(after, output_dir, "coverage_after")
         if before is not None:
-            written += write_report(before, output_dir, "coverage_before")
+            written += write_reports(before, output_dir, "coverage_before")
         written.append(
             write_atomically(
                 output_dir / "training_log.json",
@@ -259,8 +270,8 @@ def finish_run(
 def run_summary(
     trainer: Any,
     loss: nn.Module,
-    before: CoverageReport | None,
-    after: CoverageReport,
+    before: dict[str, CoverageReport] | None,
+    after: dict[str, CoverageReport],
     final_dir: Path,
     written: Sequence[Path],
 ) -> str:
@@ -278,15 +289,20 @@ def run_summary(
         lines.append(
             f"in-batch candidates per query (last step): {candidates} over {trainer.args.world_size} process(es)"
         )
-    metrics_after = after.metrics()
-    metrics_before = before.metrics() if before is not None else {}
+    primary_after = next(iter(after.values()))
+    metrics_after = primary_after.metrics()
+    metrics_before = next(iter(before.values())).metrics() if before is not None else {}
     lines.append(f"{'test figure':<24}{'before':>10}{'after':>10}")
-    names = ["p@1", *(f"c@1_{target_name(r.calibrated.target_precision)}" for r in after.coverage[1])]
+    names = ["p@1", *(f"c@1_{target_name(r.calibrated.target_precision)}" for r in primary_after.coverage[1])]
     for name in names:
         old = metrics_before.get(name)
         lines.append(f"{name:<24}{'-' if old is None else f'{old:.3f}':>10}{metrics_after[name]:>10.3f}")
+    lines.append("(c@1_pXX: coverage of top-1 at the threshold calibrated for XX% precision on the calibration split)")
+    if len(after) > 1:
+        lines += ["", "after training, accepted by each score (same retrieval, same thresholds protocol):"]
+        lines.append(accept_score_table(after))
     lines += [
-        "(c@1_pXX: coverage of top-1 at the threshold calibrated for XX% precision on the calibration split)",
+        "",
         f"model and card: {final_dir} ({final_dir / 'README.md'})",
         f"reports: {', '.join(str(path) for path in written)}",
         "=" * 80,

@@ -29,6 +29,7 @@ from alc_hf.pipeline import (
     build_loss,
     check_hub_ready,
     check_lora_available,
+    find_pair_head,
     finish_run,
     load_loss_checkpoint,
     pair_head_learning_rates,
@@ -71,6 +72,12 @@ class LossArguments:
     ql_weight: float = field(default=1.0, metadata={"help": "β1, weight of L_ql."})
     qb_weight: float = field(default=1.0, metadata={"help": "β2, weight of L_qb."})
     num_negatives: int = field(default=8, metadata={"help": "k, hardest in-batch negatives for L_qb."})
+    pair_head_hidden_dim: int | None = field(
+        default=None, metadata={"help": "Hidden width of the pair head (default: the embedding size; 0: one Linear)."}
+    )
+    head_warmup_steps: int = field(
+        default=0, metadata={"help": "Steps during which the pair head learns on detached embeddings."}
+    )
     pair_head_learning_rate: float = field(
         default=1e-3, metadata={"help": "Learning rate of the pair head (the encoder's is --learning_rate)."}
     )
@@ -151,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         loss_args.ql_weight,
         loss_args.qb_weight,
         loss_args.num_negatives,
+        loss_args.pair_head_hidden_dim,
+        loss_args.head_warmup_steps,
         loss_args.tcm,
         loss_args.pos_margin,
         loss_args.neg_margin,
@@ -166,7 +175,10 @@ def main(argv: list[str] | None = None) -> None:
         args=training_args,
         train_dataset=rows,
         loss=loss,
-        evaluator=CoverageEvaluator(calibration, test, name=data_args.data, **evaluator_options),
+        # After training, the ALC pair head also decides acceptance (pair_head and combined accept scores).
+        evaluator=CoverageEvaluator(
+            calibration, test, name=data_args.data, pair_head=find_pair_head(loss), **evaluator_options
+        ),
         callbacks=[LossCheckpointCallback(loss, model)],
     )
     before = None

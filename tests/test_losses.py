@@ -238,6 +238,48 @@ def test_pair_head_saves_loads_and_scores(tiny_model, tmp_path):
         PairHead.from_pretrained(tmp_path)
 
 
+def test_linear_pair_head_saves_and_loads(tiny_model, tmp_path):
+    loss = ALCLoss(tiny_model, pair_head_hidden_dim=0)
+    assert [type(layer) for layer in loss.pair_head.layers] == [torch.nn.Linear]
+    assert loss.pair_head.layers[0].weight.shape == (1, 4 * 32)
+    assert "pair_head='Linear(128, 1)'" in TCMLoss(tiny_model, base_loss=loss).get_config_dict()["base_loss"]
+    head = PairHead.from_pretrained(loss.save_pair_head(tmp_path))
+    a, b = torch.randn(3, 32), torch.randn(3, 32)
+    torch.testing.assert_close(head(a, b), loss.pair_head(a, b))
+    with pytest.raises(ValueError, match="hidden_dim must be >= 0"):
+        PairHead(32, -1)
+
+
+def encoder_gradient_of(loss, model, part, embeddings):
+    """The encoder's gradient norm from one loss part alone, and whether the pair head got a gradient."""
+    model.zero_grad()
+    loss.pair_head.zero_grad()
+    parts = loss.compute_loss_from_embeddings([e() for e in embeddings], None)
+    parts[part].backward()
+    encoder = sum(float(p.grad.norm()) for p in model.parameters() if p.grad is not None)
+    head = sum(float(p.grad.norm()) for p in loss.pair_head.parameters() if p.grad is not None)
+    return encoder, head
+
+
+@pytest.mark.parametrize("part", ["ql", "qb"])
+def test_head_warmup_keeps_the_head_off_the_encoder_for_its_first_steps(tiny_model, part):
+    loss = ALCLoss(tiny_model, num_negatives=3, head_warmup_steps=2)
+    columns = features(tiny_model, QUERIES, LABELS, NEGATIVES)
+    embeddings = [lambda f=f: tiny_model(f)["sentence_embedding"] for f in columns]
+    loss.eval()  # evaluation does not count as a training step
+    loss.compute_loss_from_embeddings([e() for e in embeddings], None)
+    assert int(loss.training_steps_seen) == 0
+    loss.train()
+    for step in range(4):
+        encoder, head = encoder_gradient_of(loss, tiny_model, part, embeddings)
+        assert head > 0, f"step {step}: the head must learn during the warm-up too"
+        assert (encoder == 0) == (step < 2), f"step {step}: encoder gradient {encoder}"
+    assert int(loss.training_steps_seen) == 4
+    assert "training_steps_seen" in loss.state_dict(), "a resumed run must continue the count"
+    with pytest.raises(ValueError, match="head_warmup_steps must be >= 0"):
+        ALCLoss(tiny_model, head_warmup_steps=-1)
+
+
 def test_alc_and_tcm_train_under_bf16_autocast_on_the_cpu(tiny_model, tmp_path, monkeypatch):
     """Users train with ``--mixed_precision bf16`` on GPUs; with no GPU here, the trainer's CPU autocast is the
     closest honest check of what each part sees (docs/losses.md, "Mixed precision")."""

@@ -112,9 +112,14 @@ def test_two_processes_gather_negatives_and_save_one_model(tiny_encoder_dir, tmp
     assert completed.stdout.count("in-batch candidates per query (last step): 32 over 2 process(es)") == 1
     assert completed.stdout.count("model and card:") == 1
     assert (tmp_path / "final" / "model.safetensors").is_file()
+    # One set of reports: the cosine's, and the pair head's and the combined score's (the ALC head is trained).
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("coverage")) == [
         "coverage_after.json",
         "coverage_after.png",
+        "coverage_after_combined.json",
+        "coverage_after_combined.png",
+        "coverage_after_pair_head.json",
+        "coverage_after_pair_head.png",
     ]
 
 
@@ -253,7 +258,15 @@ def test_loss_defaults_are_the_loss_classes_own():
                 own[name] = parameter.default
     recipe = {field.name: field.default for field in dataclasses.fields(load_recipe().LossArguments)}
     built = {name: p.default for name, p in inspect.signature(build_loss).parameters.items()}
-    for name in ("ql_weight", "qb_weight", "num_negatives", "pos_margin", "neg_margin"):
+    for name in (
+        "ql_weight",
+        "qb_weight",
+        "num_negatives",
+        "pair_head_hidden_dim",
+        "head_warmup_steps",
+        "pos_margin",
+        "neg_margin",
+    ):
         assert recipe[name] == own[name], name
         assert built[name] == own[name], name
     assert recipe["base_loss"] == built["base_loss"] == "softmax"

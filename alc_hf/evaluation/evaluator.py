@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +12,10 @@ import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from alc_hf.data import EvaluationView
+from alc_hf.evaluation.accept import ACCEPT_SCORES, accept_score_predictions, pair_head_logits
 from alc_hf.evaluation.coverage import check_view, coverage_report, embed_texts, predict_split
 from alc_hf.evaluation.report import CoverageReport, target_name
+from alc_hf.losses import PairHead
 from alc_hf.metrics.coverage import CALIBRATION_METHODS, check_target_precision
 from alc_hf.retrieval import LabelIndex
 
@@ -31,6 +34,12 @@ class CoverageEvaluator(BaseEvaluator):
     Embeddings come from ``model.encode_query`` / ``model.encode_document``, so under several processes the
     trainer shards the encoding; the label corpus is embedded once when both splits share it.
 
+    With an ALC ``pair_head``, the same predictions are also accepted by the head's probability (``pair_head``) and
+    by a logistic regression on the cosine and the head's logit fitted on the calibration split (``combined``), with
+    the same protocol (:mod:`alc_hf.evaluation.accept`). The first of ``accept_scores`` gives the unprefixed
+    metrics and the primary metric; the others are logged with their name as a prefix (``pair_head_c@1_p90``, after
+    the evaluator's ``name``), and the model card shows them in one table beside the primary figures.
+
     Args:
         calibration: the split the threshold is chosen on (e.g. ``evaluation_view(builtin_catalog(split="val"))``).
         test: the split it is applied to.
@@ -43,6 +52,9 @@ class CoverageEvaluator(BaseEvaluator):
         show_progress_bar: progress bars while encoding; by default when logging at INFO or below.
         name: a prefix for every metric name, e.g. ``"catalog"`` gives ``catalog_c@1_p90``.
         index_kind: the :class:`alc_hf.retrieval.LabelIndex` kind for whole-corpus search (``"flat"`` is exact).
+        pair_head: the ALC pair head trained with the model (e.g. ``PairHead.from_pretrained(...)``), or None.
+        accept_scores: which of ``"cosine"``, ``"pair_head"``, ``"combined"`` to report, the primary first
+            (default: all three with a pair head, else cosine).
 
     Example::
 
@@ -70,6 +82,8 @@ class CoverageEvaluator(BaseEvaluator):
         show_progress_bar: bool | None = None,
         name: str = "",
         index_kind: str = "flat",
+        pair_head: PairHead | None = None,
+        accept_scores: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         check_view(calibration, "calibration")
@@ -82,6 +96,12 @@ class CoverageEvaluator(BaseEvaluator):
             raise ValueError(f"calibration_method must be one of {CALIBRATION_METHODS}, got {calibration_method!r}")
         if 1 not in coverage_at_k or min(*precision_at_k, *coverage_at_k) < 1:
             raise ValueError("coverage_at_k must include 1 and every k must be >= 1")
+        accept_scores = tuple(accept_scores or (ACCEPT_SCORES if pair_head is not None else ("cosine",)))
+        unknown = sorted(set(accept_scores) - set(ACCEPT_SCORES))
+        if unknown or len(set(accept_scores)) != len(accept_scores):
+            raise ValueError(f"accept_scores must be distinct names from {ACCEPT_SCORES}, got {accept_scores}")
+        if pair_head is None and set(accept_scores) - {"cosine"}:
+            raise ValueError(f"accept_scores {accept_scores} need the ALC pair head: pass pair_head=...")
         self.calibration = calibration
         self.test = test
         self.target_precisions = tuple(float(t) for t in target_precisions)
@@ -95,48 +115,101 @@ class CoverageEvaluator(BaseEvaluator):
         )
         self.name = name
         self.index_kind = index_kind
+        self.pair_head = pair_head
+        self.accept_scores = accept_scores
         self.primary_metric = f"c@1_{target_name(self.target_precisions[0])}"
         self.last_report: CoverageReport | None = None
+        self.last_reports: dict[str, CoverageReport] = {}
+        self._card_entries: dict[str, CoverageEvaluator] = {}
 
     def __call__(
         self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
-        report = self.compute_report(model)
-        self.last_report = report
-        if output_path is not None:
-            suffix = f"_{self.name}" if self.name else ""
-            report.write_json(Path(output_path) / f"coverage_evaluation{suffix}.json")
-        metrics = self.prefix_name_to_metrics(report.metrics(), self.name)
-        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        reports = self.compute_reports(model)
+        self.last_reports = reports
+        self.last_report = reports[self.accept_scores[0]]
+        metrics = {}
+        for accept_score, report in reports.items():
+            # Each further accept score is its own entry of the model card, named like a dataset, so the card puts
+            # it in one table beside the primary figures (and those measured before training).
+            entry = self if not metrics else self._card_entry(accept_score)
+            if output_path is not None:
+                report.write_json(
+                    Path(output_path) / f"coverage_evaluation{'_' if entry.name else ''}{entry.name}.json"
+                )
+            entry_metrics = entry.prefix_name_to_metrics(report.metrics(), entry.name)
+            entry.store_metrics_in_model_card_data(model, entry_metrics, epoch, steps)
+            metrics.update(entry_metrics)
         return metrics
 
+    def _card_entry(self, accept_score: str) -> CoverageEvaluator:
+        """A copy of this evaluator named for ``accept_score``: the model card's key for that score's figures."""
+        if accept_score not in self._card_entries:
+            entry = copy.copy(self)
+            entry.name = f"{self.name}_{accept_score}" if self.name else accept_score
+            entry.accept_scores = (accept_score,)
+            entry.primary_metric = f"c@1_{target_name(self.target_precisions[0])}"
+            self._card_entries[accept_score] = entry
+        return self._card_entries[accept_score]
+
     def compute_report(self, model: Any) -> CoverageReport:
-        """Embed both splits and the label corpus, retrieve, and compute every figure."""
+        """The report of the first accept score (see :meth:`compute_reports`)."""
+        return self.compute_reports(model)[self.accept_scores[0]]
+
+    def compute_reports(self, model: Any) -> dict[str, CoverageReport]:
+        """Embed both splits and the label corpus, retrieve, and compute every figure for each accept score."""
         k = max(*self.precision_at_k, *self.coverage_at_k)
         shared_corpus = self.calibration.corpus is self.test.corpus or self.calibration.corpus == self.test.corpus
-        test_index = LabelIndex(self._encode(model.encode_document, self.test.corpus), kind=self.index_kind)
-        calibration_index = (
-            test_index
-            if shared_corpus
-            else LabelIndex(self._encode(model.encode_document, self.calibration.corpus), kind=self.index_kind)
-        )
-        calibration = predict_split(
-            self.calibration,
-            self._encode(model.encode_query, self.calibration.queries),
-            calibration_index,
-            k,
-            "calibration",
-        )
-        test = predict_split(self.test, self._encode(model.encode_query, self.test.queries), test_index, k, "test")
-        return coverage_report(
-            calibration,
-            test,
-            self.target_precisions,
-            self.precision_at_k,
-            self.coverage_at_k,
-            self.calibration_method,
-            self.delta,
-        )
+        if shared_corpus:
+            embedded = self._encode_corpus(model, [self.calibration, self.test])
+            corpus = {"calibration": embedded, "test": embedded}
+            index = dict.fromkeys(corpus, LabelIndex(embedded, kind=self.index_kind))
+        else:
+            corpus = {"calibration": self._encode_corpus(model, [self.calibration])}
+            corpus["test"] = self._encode_corpus(model, [self.test])
+            index = {role: LabelIndex(embedded, kind=self.index_kind) for role, embedded in corpus.items()}
+        query_embeddings, predictions = {}, {}
+        for role, view in (("calibration", self.calibration), ("test", self.test)):
+            query_embeddings[role] = self._encode(model.encode_query, view.queries)
+            predictions[role] = predict_split(view, query_embeddings[role], index[role], k, role)
+        routes = {"cosine": (predictions["calibration"], predictions["test"])}
+        if self.pair_head is not None:
+            logits = {
+                role: pair_head_logits(self.pair_head, query_embeddings[role], corpus[role], predictions[role].ids)
+                for role in ("calibration", "test")
+            }
+            routes.update(
+                accept_score_predictions(
+                    predictions["calibration"], predictions["test"], logits["calibration"], logits["test"]
+                )
+            )
+        return {
+            accept_score: coverage_report(
+                *routes[accept_score],
+                self.target_precisions,
+                self.precision_at_k,
+                self.coverage_at_k,
+                self.calibration_method,
+                self.delta,
+            )
+            for accept_score in self.accept_scores
+        }
+
+    def _encode_corpus(self, model: Any, views: list[EvaluationView]) -> np.ndarray:
+        """The embeddings of the label corpus the ``views`` share. When every view ranks only its candidates (a
+        block view), only the candidates are embedded: the other rows hold a unit placeholder no search reads."""
+        corpus = views[0].corpus
+        if any(view.candidates is None for view in views):
+            return self._encode(model.encode_document, corpus)
+        needed = np.unique(np.concatenate([view.candidates.ids for view in views]))
+        if needed.size == 0:  # nothing will be scored, but the index still needs the corpus's dimension
+            needed = np.arange(1)
+        embedded = self._encode(model.encode_document, [corpus[i] for i in needed])
+        placeholder = np.zeros(embedded.shape[1], dtype=np.float32)
+        placeholder[0] = 1.0
+        full = np.tile(placeholder, (len(corpus), 1))
+        full[needed] = embedded
+        return full
 
     def _encode(self, encode: Any, texts: list[str]) -> np.ndarray:
         return embed_texts(encode, texts, self.batch_size, self.show_progress_bar)

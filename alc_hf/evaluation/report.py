@@ -216,3 +216,24 @@ def write_report(report: CoverageReport, output_dir: str | Path, stem: str = "co
 
     output_dir = Path(output_dir)
     return report.write_json(output_dir / f"{stem}.json"), plot_report(report, output_dir / f"{stem}.png")
+
+
+def write_reports(reports: dict[str, CoverageReport], output_dir: str | Path, stem: str = "coverage") -> list[Path]:
+    """:func:`write_report` for each accept score: the first as ``{stem}.json`` / ``.png``, the others as
+    ``{stem}_{accept score}.json`` / ``.png``."""
+    written = []
+    for number, (accept_score, report) in enumerate(reports.items()):
+        written += write_report(report, output_dir, stem if number == 0 else f"{stem}_{accept_score}")
+    return written
+
+
+def accept_score_table(reports: dict[str, CoverageReport]) -> str:
+    """The accept scores side by side: coverage at each calibrated threshold, the precision it reaches on test,
+    and AUPC (same retrieval, same calibration split, same test split)."""
+    targets = [result.calibrated.target_precision for result in next(iter(reports.values())).coverage[1]]
+    header = f"{'accept score':<14}" + "".join(f"{f'C@1@{100 * t:g}':>10}{'precision':>11}" for t in targets)
+    lines = [header + f"{'AUPC':>8}"]
+    for accept_score, report in reports.items():
+        cells = "".join(f"{r.test.coverage:>10.3f}{_format(r.test.precision):>11}" for r in report.coverage[1])
+        lines.append(f"{accept_score:<14}{cells}{report.aupc:>8.3f}")
+    return "\n".join(lines)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from torch import Tensor, nn
 
@@ -23,6 +24,7 @@ class ALCLoss(InBatchLoss):
         qb_weight: float = 1.0,
         num_negatives: int = 8,
         pair_head_hidden_dim: int | None = None,
+        head_warmup_steps: int = 0,
         gather_across_devices: bool = False,
     ) -> None:
         """Auxiliary Learning for Coverage: a base retrieval loss plus two pair-head objectives built on the
@@ -50,7 +52,12 @@ class ALCLoss(InBatchLoss):
             ql_weight: β1, the weight of L_ql (>= 0).
             qb_weight: β2, the weight of L_qb (>= 0).
             num_negatives: k, the hardest in-batch negatives per query for L_qb (>= 1; L_ql uses the hardest).
-            pair_head_hidden_dim: hidden width of the pair head (default: the embedding dimension).
+            pair_head_hidden_dim: hidden width of the pair head (default: the embedding dimension); 0 makes the
+                head a single ``Linear(4d, 1)``, as in sentence-transformers' SoftmaxLoss.
+            head_warmup_steps: for the first this many training steps the head learns on detached embeddings, so
+                an untrained head does not push the encoder around; L_ql and L_qb reach the encoder after that.
+                Counted in training forward passes (micro-batches under gradient accumulation) and saved with the
+                loss state, so a resumed run continues the count.
             gather_across_devices: gather label candidates (with gradient) and their ids from every process, so
                 each query meets the negatives of the whole global batch.
 
@@ -91,11 +98,16 @@ class ALCLoss(InBatchLoss):
         check_weight("qb_weight", qb_weight)
         if num_negatives < 1:
             raise ValueError(f"num_negatives (k) must be >= 1, got {num_negatives}")
+        if head_warmup_steps < 0:
+            raise ValueError(f"head_warmup_steps must be >= 0, got {head_warmup_steps}")
         self.loss = build_base_loss(model, base_loss, "ALCLoss", gather_across_devices)
         self.ql_weight = ql_weight
         self.qb_weight = qb_weight
         self.num_negatives = num_negatives
         self.pair_head = PairHead(model.get_embedding_dimension(), pair_head_hidden_dim)
+        self.head_warmup_steps = head_warmup_steps
+        # A buffer, so checkpoints of the loss state (the recipe's LossCheckpointCallback) carry the count.
+        self.register_buffer("training_steps_seen", torch.zeros((), dtype=torch.long))
 
     @property
     def base_loss(self) -> nn.Module:
@@ -109,12 +121,18 @@ class ALCLoss(InBatchLoss):
             average_gradients_across_processes(self.pair_head)
         negatives = hardest_negative_indices(batch.scores, batch.positive_mask, self.num_negatives)
         negative_valid = ~batch.positive_mask.gather(1, negatives)
+        candidates = batch.candidates
+        queries = batch.queries
+        if self.training:
+            if self.training_steps_seen < self.head_warmup_steps:
+                queries, candidates = queries.detach(), candidates.detach()
+            self.training_steps_seen += 1
         # The head takes its parameters' dtype; under autocast its matmuls run in half precision anyway, and its
         # losses are taken in float32.
         head_dtype = self.pair_head.layers[0].weight.dtype
-        queries = batch.queries.to(head_dtype)
-        negative_embeddings = batch.candidates[negatives].to(head_dtype)
-        positive_logits = self.pair_head(queries, batch.candidates[batch.positive_index].to(head_dtype)).float()
+        queries = queries.to(head_dtype)
+        negative_embeddings = candidates[negatives].to(head_dtype)
+        positive_logits = self.pair_head(queries, candidates[batch.positive_index].to(head_dtype)).float()
         negative_logits = self.pair_head(queries.unsqueeze(1).expand_as(negative_embeddings), negative_embeddings)
         negative_logits = negative_logits.float()
         if self.ql_weight > 0:
@@ -136,8 +154,8 @@ class ALCLoss(InBatchLoss):
             "ql_weight": self.ql_weight,
             "qb_weight": self.qb_weight,
             "num_negatives": self.num_negatives,
-            "pair_head": f"Linear({4 * self.pair_head.embedding_dim}, {self.pair_head.hidden_dim}) -> GELU -> "
-            f"Linear({self.pair_head.hidden_dim}, 1)",
+            "pair_head": self.pair_head.describe(),
+            "head_warmup_steps": self.head_warmup_steps,
             **super().get_config_dict(),
         }
 

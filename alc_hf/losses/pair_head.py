@@ -17,9 +17,10 @@ WEIGHTS_NAME = "pair_head.safetensors"
 class PairHead(nn.Module):
     """The ALC pair head g: R^{4d} -> R, scoring a (query, label) pair from Γ(q, l) = [q, l, |q - l|, q ⊙ l].
 
-    ``Linear(4d, h) -> GELU -> Linear(h, 1)`` with h = d by default. Trained by :class:`~alc_hf.ALCLoss`; not
-    needed for retrieval, but after training it can verify a top-1 candidate (accept/reject) from the two
-    L2-normalised embeddings.
+    ``Linear(4d, h) -> GELU -> Linear(h, 1)`` with h = d by default, or with ``hidden_dim=0`` a single
+    ``Linear(4d, 1)`` (sentence-transformers' SoftmaxLoss head). Trained by :class:`~alc_hf.ALCLoss`; not needed for
+    retrieval, but after training it can verify a top-1 candidate (accept/reject) from the two L2-normalised
+    embeddings.
 
     Example:
         ::
@@ -35,11 +36,22 @@ class PairHead(nn.Module):
         super().__init__()
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+        if hidden_dim is not None and hidden_dim < 0:
+            raise ValueError(f"hidden_dim must be >= 0 (0: a single linear layer), got {hidden_dim}")
         self.embedding_dim = embedding_dim
-        self.hidden_dim = hidden_dim or embedding_dim
-        self.layers = nn.Sequential(
-            nn.Linear(4 * embedding_dim, self.hidden_dim), nn.GELU(), nn.Linear(self.hidden_dim, 1)
-        )
+        self.hidden_dim = embedding_dim if hidden_dim is None else hidden_dim
+        if self.hidden_dim == 0:
+            self.layers = nn.Sequential(nn.Linear(4 * embedding_dim, 1))
+        else:
+            self.layers = nn.Sequential(
+                nn.Linear(4 * embedding_dim, self.hidden_dim), nn.GELU(), nn.Linear(self.hidden_dim, 1)
+            )
+
+    def describe(self) -> str:
+        """The head's shape, for model cards: ``Linear(4d, h) -> GELU -> Linear(h, 1)`` or ``Linear(4d, 1)``."""
+        if self.hidden_dim == 0:
+            return f"Linear({4 * self.embedding_dim}, 1)"
+        return f"Linear({4 * self.embedding_dim}, {self.hidden_dim}) -> GELU -> Linear({self.hidden_dim}, 1)"
 
     def forward(self, queries: Tensor, labels: Tensor) -> Tensor:
         """Logits ``[...]`` for pairs of L2-normalised embeddings ``[..., d]`` (any leading shape)."""
@@ -77,3 +89,10 @@ class PairHead(nn.Module):
         head = cls(int(config["embedding_dim"]), int(config["hidden_dim"]))
         head.load_state_dict(load_file(directory / WEIGHTS_NAME))
         return head
+
+
+def saved_pair_head(model_name_or_path: str | Path) -> PairHead | None:
+    """The pair head saved beside a model (``<model folder>/pair_head``, as the recipe saves it), or None when the
+    folder has none (a model trained without ALC, or a Hub id)."""
+    directory = Path(model_name_or_path) / "pair_head"
+    return PairHead.from_pretrained(directory) if (directory / CONFIG_NAME).is_file() else None

@@ -1,0 +1,133 @@
+"""Accept scores: what decides "accept automatically or send to a person" for each retrieved label.
+
+Retrieval ranks labels by cosine; the accept decision can use another score of the same (query, label) pair, with
+the same protocol: a threshold calibrated on the calibration split for the target precision, applied to test.
+
+* ``cosine``: the retrieval score itself.
+* ``pair_head``: the ALC pair head's probability for the pair, from the two embeddings (a cheap verifier).
+* ``combined``: a logistic regression on the cosine and the pair head's logit, fitted on the calibration split's
+  top-1 predictions only (the test split never informs it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from alc_hf.evaluation.coverage import SplitPredictions
+from alc_hf.losses import PairHead
+
+ACCEPT_SCORES = ("cosine", "pair_head", "combined")
+
+
+def pair_head_logits(
+    head: PairHead, query_embeddings: np.ndarray, label_embeddings: np.ndarray, ids: np.ndarray, batch_size: int = 4096
+) -> np.ndarray:
+    """``[n, k]`` float64 head logits of each query with each of its predicted labels; NaN where ``ids`` is -1.
+
+    Embeddings are the L2-normalised ones retrieval used (the head was trained on such); pairs go through the head
+    in batches of ``batch_size`` rows."""
+    if ids.shape[0] != query_embeddings.shape[0]:
+        raise ValueError(f"{ids.shape[0]} rows of predictions but {query_embeddings.shape[0]} query embeddings")
+    if query_embeddings.shape[1] != head.embedding_dim or label_embeddings.shape[1] != head.embedding_dim:
+        raise ValueError(
+            f"the pair head takes {head.embedding_dim}-dimensional embeddings, got queries of "
+            f"{query_embeddings.shape[1]} and labels of {label_embeddings.shape[1]}: was it trained with this model?"
+        )
+    parameter = next(head.parameters())
+    logits = np.full(ids.shape, np.nan)
+    rows, columns = np.nonzero(ids >= 0)
+    with torch.no_grad():
+        for start in range(0, rows.size, batch_size):
+            row, column = rows[start : start + batch_size], columns[start : start + batch_size]
+            queries = torch.from_numpy(query_embeddings[row]).to(parameter)
+            labels = torch.from_numpy(label_embeddings[ids[row, column]]).to(parameter)
+            logits[row, column] = head(queries, labels).double().cpu().numpy()
+    return logits
+
+
+def with_scores(predictions: SplitPredictions, scores: np.ndarray) -> SplitPredictions:
+    """The same predictions accepted by other scores (-inf where there is no prediction); the ranking is kept."""
+    if scores.shape != predictions.ids.shape:
+        raise ValueError(f"scores of shape {scores.shape} for predictions of shape {predictions.ids.shape}")
+    scores = np.where(predictions.ids >= 0, scores, -np.inf)
+    return replace(predictions, scores=scores)
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-values))
+
+
+@dataclass(frozen=True)
+class LogisticRegression:
+    """``p = sigmoid(bias + weights · (x - mean) / scale)``, fitted by Newton's method with a small ridge penalty
+    (the classes are often separable on a few features, where the unpenalised fit diverges)."""
+
+    bias: float
+    weights: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, features: np.ndarray, targets: np.ndarray, ridge: float = 1e-3, iterations: int = 50
+    ) -> LogisticRegression:
+        features = np.asarray(features, dtype=np.float64)
+        targets = np.asarray(targets, dtype=np.float64)
+        if features.ndim != 2 or features.shape[0] != targets.shape[0] or features.shape[0] == 0:
+            raise ValueError(f"features must be [n, m] with n = {targets.shape[0]} > 0 targets, got {features.shape}")
+        if not np.isfinite(features).all():
+            raise ValueError("features must be finite")
+        mean, scale = features.mean(axis=0), features.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        design = np.column_stack([np.ones(len(features)), (features - mean) / scale])
+        theta = np.zeros(design.shape[1])
+        penalty = ridge * len(features) * np.diag([0.0, *np.ones(design.shape[1] - 1)])
+        for _ in range(iterations):
+            probability = sigmoid(design @ theta)
+            gradient = design.T @ (probability - targets) + penalty @ theta
+            hessian = (design * (probability * (1 - probability))[:, None]).T @ design + penalty
+            step = np.linalg.solve(hessian + 1e-9 * np.eye(len(theta)), gradient)
+            theta -= step
+            if np.abs(step).max() < 1e-10:
+                break
+        return cls(float(theta[0]), theta[1:], mean, scale)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float64)
+        return sigmoid(self.bias + ((features - self.mean) / self.scale) @ self.weights)
+
+
+def accept_score_predictions(
+    calibration: SplitPredictions,
+    test: SplitPredictions,
+    calibration_logits: np.ndarray,
+    test_logits: np.ndarray,
+) -> dict[str, tuple[SplitPredictions, SplitPredictions]]:
+    """``{name: (calibration, test)}`` predictions accepted by the ``pair_head`` and ``combined`` scores, from the
+    head's logits of every predicted pair (:func:`pair_head_logits`)."""
+    scored = calibration.ids[:, 0] >= 0
+    if not scored.any():
+        raise ValueError("the calibration split has no top-1 prediction to fit the combined accept score on")
+
+    def features(predictions: SplitPredictions, logits: np.ndarray) -> np.ndarray:
+        # Places without a prediction get placeholder features; with_scores gives them -inf.
+        present = predictions.ids >= 0
+        return np.stack([np.where(present, predictions.scores, 0.0), np.where(present, logits, 0.0)], axis=-1)
+
+    combined = LogisticRegression.fit(
+        features(calibration, calibration_logits)[scored, 0], calibration.correct[scored, 0]
+    )
+    return {
+        "pair_head": (
+            with_scores(calibration, sigmoid(calibration_logits)),
+            with_scores(test, sigmoid(test_logits)),
+        ),
+        "combined": (
+            with_scores(calibration, combined.predict(features(calibration, calibration_logits))),
+            with_scores(test, combined.predict(features(test, test_logits))),
+        ),
+    }
