@@ -151,6 +151,13 @@ def test_large_inputs_are_split_into_cells_first():
     assert (groups_per_cluster == 1).mean() > 0.95
 
 
+def test_rows_k_means_cannot_split_are_cut_into_parts():
+    vectors = np.ones((6000, 8))
+    vectors[:50] = np.random.default_rng(0).standard_normal((50, 8))
+    sizes = np.bincount(neighbour_clusters(vectors, 4))
+    assert sizes.max() == 4 and sizes.sum() == 6000 and (sizes < 4).sum() <= 10
+
+
 def test_without_embeddings_batches_are_the_random_ones_and_it_says_so_once(caplog):
     dataset = xmc_rows()
     sampler = clustered(dataset, 8, seed=5)

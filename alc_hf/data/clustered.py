@@ -67,16 +67,17 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLUSTER_BY = ("query", "label")
-# Coarse cells hold about this many items. The grouping inside a cell costs O(cell² · dim) time and O(cell²) memory,
-# and a larger cell loses fewer neighbours across its border; on MiniLM embeddings of product titles the grouping
-# quality hardly changes between 256 and 2,048 (see the clustered sampler section of docs/data.md).
+# Coarse cells hold about this many items. The neighbour search inside a cell costs O(cell² · dim) time and a larger
+# cell loses fewer neighbours across its border; on MiniLM embeddings of product titles the grouping quality hardly
+# changes between 256 and 2,048 (see the clustered sampler section of docs/data.md).
 _CELL_SIZE = 1024
 _MAX_CELL = 2 * _CELL_SIZE
 # Centroids per faiss k-means call. faiss trains on up to 256 points per centroid, so one call costs O(k² · dim):
 # above this, cells are split again rather than made by a larger k.
 _MAX_CENTROIDS = 256
 _KMEANS_ITERATIONS = 10
-# Neighbours each item keeps in its cell; a seed whose list is used up by earlier groups searches its whole row.
+# Nearest neighbours each row looks up in its cell (faiss.knn); a seed whose neighbours are all taken by earlier
+# groups searches its whole cell.
 _NEIGHBOURS = 32
 # Embedding values gathered at once by hardest_negative_cosines (bounds its memory).
 _HARDNESS_BLOCK = 1 << 22
@@ -90,7 +91,8 @@ def neighbour_clusters(embeddings: np.ndarray, cluster_size: int, seed: int = 0)
     k-means with ``n / cluster_size`` centroids:
 
     1. coarse cells of about 1,024 rows: faiss spherical k-means, at most 256 centroids per call, applied again to
-       any cell above 2,048 rows (a cell k-means cannot split, e.g. of identical rows, is cut into equal parts);
+       any cell above 2,048 rows (a cell above 2,048 rows that keeps more than half of the rows it was split from,
+       e.g. of near-identical rows, is cut into equal parts instead, so the depth stays O(log n));
     2. greedy grouping inside each cell: rows in order of decreasing similarity to their nearest neighbour; each
        row not yet grouped takes the ``cluster_size - 1`` most similar rows of its cell not yet grouped.
 
@@ -161,8 +163,10 @@ def _coarse_cells(vectors: np.ndarray, seed: int) -> list[np.ndarray]:
         _, nearest = kmeans.index.search(part, 1)
         nearest = nearest[:, 0]
         order = np.argsort(nearest, kind="stable")
-        parts = np.split(members[order], np.flatnonzero(np.diff(nearest[order])) + 1)
-        pending.extend(parts if len(parts) > 1 else np.array_split(members, k))
+        for part in np.split(members[order], np.flatnonzero(np.diff(nearest[order])) + 1):
+            # k-means found no structure in it (e.g. near-identical rows): equal parts, so every round halves.
+            stuck = 2 * len(part) > len(members) and len(part) > _MAX_CELL
+            pending.extend(np.array_split(part, math.ceil(len(part) / _CELL_SIZE)) if stuck else [part])
     return cells
 
 
@@ -176,29 +180,34 @@ def _group_cell(
         cluster_of[members] = first_cluster
         return first_cluster + 1
     cell = vectors[members]
-    similarity = cell @ cell.T
-    np.fill_diagonal(similarity, -np.inf)
-    # Densest rows first: they have the closest neighbours to give, and take them before others do.
-    seeds = np.argsort(-similarity.max(axis=1), kind="stable")
-    width = min(_NEIGHBOURS, size - 1)
-    nearest = np.argpartition(similarity, size - width, axis=1)[:, size - width :]
-    by_similarity = np.argsort(-np.take_along_axis(similarity, nearest, axis=1), axis=1, kind="stable")
-    neighbours = np.take_along_axis(nearest, by_similarity, axis=1).tolist()
-    free = np.ones(size, dtype=bool)
+    # Each row finds itself too (first, or tied with its duplicates); it is skipped below as no longer free.
+    scores, nearest = faiss.knn(cell, cell, min(_NEIGHBOURS, size - 1) + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    neighbours = nearest.tolist()
+    free = [True] * size
     local = np.empty(size, dtype=np.int64)
     left = size
     cluster = first_cluster
-    for seed in seeds.tolist():
+    # Densest rows first: they have the closest neighbours to give, and take them before others do.
+    for seed in np.argsort(-scores[:, 1], kind="stable").tolist():
         if not free[seed]:
             continue
+        free[seed] = False
         want = min(cluster_size, left) - 1
-        group = [seed] + [j for j in neighbours[seed] if free[j]][:want]
-        if len(group) <= want:
-            row = np.where(free, similarity[seed], -np.inf)
-            row[group] = -np.inf
+        group = [seed]
+        for j in neighbours[seed]:
+            if len(group) > want:
+                break
+            if free[j]:
+                free[j] = False
+                group.append(j)
+        if len(group) <= want:  # the seed's nearest rows are taken: search its whole cell
+            similarity = cell @ cell[seed]
+            similarity[~np.array(free)] = -np.inf
             missing = want + 1 - len(group)
-            group += np.argpartition(row, size - missing)[size - missing :].tolist()
-        free[group] = False
+            extra = np.argpartition(similarity, size - missing)[size - missing :].tolist()
+            for j in extra:
+                free[j] = False
+            group += extra
         local[group] = cluster
         left -= len(group)
         cluster += 1
@@ -232,7 +241,10 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
     Each epoch the rows are ordered cluster by cluster (clusters in a random order from the seed-and-epoch RNG) and
     packed into batches by :func:`~alc_hf.data.sampler.pack_unique_batches`: still no query and no label twice in a
     batch, every selected row once per epoch (or ``drop_last``), deterministic for a seed, epoch and clustering.
-    A batch of 64 with ``cluster_size=4`` holds about 16 clusters. The clusters (:func:`neighbour_clusters`) group
+    A cluster is served one row per item at a time (a query with several positives comes back at later visits of
+    its cluster), so a batch of 64 with ``cluster_size=4`` holds 16 clusters or more; with several positives per
+    query, ``one_row_per_query=True`` or a larger ``cluster_size`` gives more neighbours per batch (see
+    docs/data.md). The clusters (:func:`neighbour_clusters`) group
     the distinct queries (``cluster_by="query"``) or the distinct positive labels (``"label"``) by embeddings given
     to :meth:`set_embeddings` (or the ``embeddings`` option); :class:`ClusterRefreshCallback` computes them with the
     model being trained. Until there are embeddings the batches are the parent's random ones (logged once).
