@@ -3,7 +3,8 @@
 Each process gives the sampler different embeddings (as different devices would, here entirely different), reads
 its share of the batches through accelerate's BatchSamplerShard, refreshes with other embeddings after a different
 number of batches on each process, and reads on. Rank 0 writes whether the plans agreed and every row was served
-exactly once, and which errors bad embeddings on the main process raised on each process.
+exactly once, whether a ClusterRefreshCallback refresh with the tiny encoder (encoding shared by the processes)
+left identical plans, and which errors bad embeddings on the main process raised on each process.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 import torch.distributed as dist
 from accelerate.data_loader import BatchSamplerShard
 
-from alc_hf.data.clustered import ClusteredBatchSampler
+from alc_hf.data.clustered import ClusteredBatchSampler, ClusterRefreshCallback
 from tests.test_clustered_sampler import family_rows
+from tests.tiny_model import load_tiny_encoder
 
 
-def main(output: str) -> None:
+def main(encoder_dir: str, output: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     dataset, _ = family_rows(num_families=40)
@@ -42,6 +44,10 @@ def main(output: str) -> None:
     dist.all_gather_object(everything, served)
     rows = sorted(row for part in everything for batch in part for row in batch)
 
+    ClusterRefreshCallback(sampler=sampler, batch_size=8).refresh(load_tiny_encoder(encoder_dir))
+    dist.all_gather_object(plans, sampler.plan())
+    same_plan_after_callback = all(plan == plans[0] for plan in plans)
+
     errors = []
     broken = np.ones((sampler.num_items, 8)) if rank else np.full((sampler.num_items, 8), np.nan)
     try:
@@ -54,6 +60,7 @@ def main(output: str) -> None:
         result = {
             "same_plan": same_plan,
             "same_plan_after_refresh": same_plan_after_refresh,
+            "same_plan_after_callback": same_plan_after_callback,
             "rows_served_once": rows == list(range(len(dataset))),
             "batches": sum(len(part) for part in everything),
             "promised": promised,
@@ -65,4 +72,4 @@ def main(output: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -132,8 +132,10 @@ def test_embedding_texts_follow_item_ids():
 
 @pytest.mark.parametrize("cluster_size", [1, 3, 4, 7])
 def test_cluster_sizes_are_cluster_size_but_a_remainder_per_cell(cluster_size):
-    vectors = np.random.default_rng(0).standard_normal((1000, 16))
+    vectors = np.random.default_rng(0).standard_normal((1000, 16)).astype(np.float32)
+    original = vectors.copy()
     sizes = np.bincount(neighbour_clusters(vectors, cluster_size))
+    np.testing.assert_array_equal(vectors, original)  # normalised in a copy
     assert sizes.max() == cluster_size
     assert (sizes < cluster_size).sum() <= 1  # 1,000 rows make one cell
 
@@ -349,7 +351,7 @@ def test_callback_refreshes_every_n_steps_and_keeps_each_row_once(tiny_model, tm
     assert_unique(dataset, sampler.yielded[0])
 
 
-def test_processes_agree_on_the_clusters_and_a_mid_epoch_refresh(tmp_path):
+def test_processes_agree_on_the_clusters_and_a_mid_epoch_refresh(tiny_encoder_dir, tmp_path):
     output = tmp_path / "result.json"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     command = [
@@ -361,11 +363,12 @@ def test_processes_agree_on_the_clusters_and_a_mid_epoch_refresh(tmp_path):
         "--master_port",
         "29523",
         str(REPO_ROOT / "tests" / "distributed_sampler_check.py"),
+        str(tiny_encoder_dir),
         str(output),
     ]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]
     result = json.loads(output.read_text())
-    assert result["same_plan"] and result["same_plan_after_refresh"]
+    assert result["same_plan"] and result["same_plan_after_refresh"] and result["same_plan_after_callback"]
     assert result["rows_served_once"] and result["batches"] == result["promised"]
     assert result["errors"] == ["ValueError", "RuntimeError"]
