@@ -2,6 +2,7 @@
 the random plan of UniqueQueryLabelBatchSampler, and how hard the in-batch negatives of both plans are.
 
     .venv/bin/python benchmarks/cluster_cost.py                         # 294,805 queries x 384 dims, batch 32
+    .venv/bin/python benchmarks/cluster_cost.py --cluster_size 16 --one_row_per_query
     .venv/bin/python benchmarks/cluster_cost.py --num_queries 20000     # a quick, smaller run
 
 The embeddings are synthetic, float32 and clustered, standing in for the encoder's: a two-level Gaussian mixture
@@ -106,13 +107,14 @@ def measure(arm: str, args: argparse.Namespace) -> None:
     baseline = memory_mb("VmRSS")
     reset_peak_memory()
     result: dict[str, float | int | str] = {"arm": arm, "rows": len(rows), "queries": len(queries)}
+    options = dict(
+        batch_size=args.batch_size, drop_last=False, seed=args.seed, one_row_per_query=args.one_row_per_query
+    )
     start = time.perf_counter()
     if arm == "random":
-        sampler = UniqueQueryLabelBatchSampler(rows, batch_size=args.batch_size, drop_last=False, seed=args.seed)
+        sampler = UniqueQueryLabelBatchSampler(rows, **options)
     else:
-        sampler = ClusteredBatchSampler(
-            rows, batch_size=args.batch_size, drop_last=False, seed=args.seed, cluster_size=args.cluster_size
-        )
+        sampler = ClusteredBatchSampler(rows, cluster_size=args.cluster_size, **options)
     result["construct_s"] = time.perf_counter() - start
     if arm == "clustered":
         start = time.perf_counter()
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--cluster_size", type=int, default=4)
+    parser.add_argument("--one_row_per_query", action="store_true", help="one random positive per query (both plans)")
     parser.add_argument("--hardness_batches", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--measure", choices=ARMS, help=argparse.SUPPRESS)
@@ -152,7 +155,8 @@ def main() -> None:
     first = results[0]
     print(
         f"{first['queries']:,} queries x {args.dim} dims, {first['rows']:,} rows, batch {args.batch_size}, "
-        f"cluster_size {args.cluster_size}; embedding pass excluded"
+        f"cluster_size {args.cluster_size}{', one row per query' if args.one_row_per_query else ''}; "
+        "embedding pass excluded"
     )
     print(
         f"{'plan':<10} {'construct s':>11} {'cluster s':>9} {'plan s':>7} {'batches':>8} {'peak RSS MB':>11} "
