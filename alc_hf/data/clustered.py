@@ -448,6 +448,9 @@ class ClusterRefreshCallback(TrainerCallback):
         batch_size: encoding batch size.
         sampler: the sampler to refresh; by default the one in the trainer's training dataloader.
 
+    Attributes:
+        refreshes: how many refreshes have run.
+
     Example::
 
         trainer = SentenceTransformerTrainer(
