@@ -45,7 +45,12 @@ import torch
 from datasets import Dataset
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
-__all__ = ["OneRowPerQueryBatchSampler", "UniqueQueryLabelBatchSampler", "plan_unique_batches"]
+__all__ = [
+    "OneRowPerQueryBatchSampler",
+    "UniqueQueryLabelBatchSampler",
+    "pack_unique_batches",
+    "plan_unique_batches",
+]
 
 _IGNORED_COLUMNS = {"dataset_name"}
 # More incomplete batches than this means degenerate data (a query or label with more rows than there are batches):
@@ -79,6 +84,18 @@ def _first_label_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return _text_ids(pc.cast(column, pa.string()))
 
 
+def _group_ranks(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's random rank among the rows of its group (``groups``: dense ids), and the size of that group."""
+    n = len(groups)
+    counts = np.bincount(groups)
+    permutation = rng.permutation(n)
+    by_group = permutation[np.argsort(groups[permutation], kind="stable")]
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_group] = np.arange(n, dtype=np.int64) - starts[groups[by_group]]
+    return rank, counts[groups]
+
+
 def _spread_order(query: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random order of the rows in which the rows of one query (or of one label) are spread evenly.
 
@@ -86,22 +103,10 @@ def _spread_order(query: np.ndarray, label: np.ndarray, rng: np.random.Generator
     ``u ~ U(0, 1)``; the key of the larger of its two groups (query or label) decides its position. A query with 200
     positives is thus met about every ``n / 200`` rows instead of in clumps, so greedy packing rarely has to defer.
     """
-    n = len(query)
-    jitter = rng.random(n)
-
-    def group_keys(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        counts = np.bincount(groups)
-        permutation = rng.permutation(n)
-        by_group = permutation[np.argsort(groups[permutation], kind="stable")]
-        starts = np.cumsum(counts) - counts
-        rank = np.empty(n, dtype=np.int64)
-        rank[by_group] = np.arange(n, dtype=np.int64) - starts[groups[by_group]]
-        size = counts[groups]
-        return (rank + jitter) / size, size
-
-    query_key, query_size = group_keys(query)
-    label_key, label_size = group_keys(label)
-    key = np.where(query_size >= label_size, query_key, label_key)
+    jitter = rng.random(len(query))
+    query_rank, query_size = _group_ranks(query, rng)
+    label_rank, label_size = _group_ranks(label, rng)
+    key = np.where(query_size >= label_size, (query_rank + jitter) / query_size, (label_rank + jitter) / label_size)
     return np.argsort(key, kind="stable")
 
 
@@ -116,27 +121,46 @@ def plan_unique_batches(
 ) -> list[list[int]]:
     """Pack ``rows`` (default: all) into batches with no repeated query id and no repeated label id.
 
-    Rows are visited in a spread random order (:func:`_spread_order`); a row whose query or label is already in the
-    batch being filled is deferred to the front of the queue, so it goes into one of the next batches. Each batch
-    looks at no more than ``max_scan`` candidates (default ``4 * batch_size + 16``), which bounds the work on
-    degenerate data (a query with more positives than there are batches). Full batches come first, then the
-    incomplete ones: a few leftovers are folded into one by swapping rows with full batches, so normally at most
-    the last batch is incomplete; ``drop_last=True`` drops all incomplete batches.
+    Rows are visited in a spread random order (:func:`_spread_order`) and packed by :func:`pack_unique_batches`.
+    """
+    query_ids = np.asarray(query_ids, dtype=np.int64)
+    label_ids = np.asarray(label_ids, dtype=np.int64)
+    rows = np.arange(len(query_ids), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    order = rows[_spread_order(_dense_ids(query_ids[rows]), _dense_ids(label_ids[rows]), rng)] if len(rows) else rows
+    return pack_unique_batches(query_ids, label_ids, order, batch_size, drop_last, max_scan)
+
+
+def pack_unique_batches(
+    query_ids: np.ndarray,
+    label_ids: np.ndarray,
+    order: np.ndarray,
+    batch_size: int,
+    drop_last: bool,
+    max_scan: int | None = None,
+) -> list[list[int]]:
+    """Pack the rows ``order`` (row indices, in the order to visit them) into batches with no repeated query id and
+    no repeated label id.
+
+    A row whose query or label is already in the batch being filled is deferred to the front of the queue, so it
+    goes into one of the next batches and rows stay close to their place in ``order``. Each batch looks at no more
+    than ``max_scan`` candidates (default ``4 * batch_size + 16``), which bounds the work on degenerate data (a
+    query with more positives than there are batches). Full batches come first, then the incomplete ones: a few
+    leftovers are folded into one by swapping rows with full batches, so normally at most the last batch is
+    incomplete; ``drop_last=True`` drops all incomplete batches.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     query_ids = np.asarray(query_ids, dtype=np.int64)
     label_ids = np.asarray(label_ids, dtype=np.int64)
-    rows = np.arange(len(query_ids), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0:
+    order = np.asarray(order, dtype=np.int64)
+    if len(order) == 0:
         return []
     max_scan = 4 * batch_size + 16 if max_scan is None else max(max_scan, 1)
-    order = rows[_spread_order(_dense_ids(query_ids[rows]), _dense_ids(label_ids[rows]), rng)]
 
     queries = query_ids.tolist()
     labels = label_ids.tolist()
-    query_mark = dict.fromkeys(query_ids[rows].tolist(), -1)
-    label_mark = dict.fromkeys(label_ids[rows].tolist(), -1)
+    query_mark = dict.fromkeys(query_ids[order].tolist(), -1)
+    label_mark = dict.fromkeys(label_ids[order].tolist(), -1)
     queue = deque(order.tolist())
     full: list[list[int]] = []
     partial: list[list[int]] = []
@@ -283,7 +307,11 @@ class UniqueQueryLabelBatchSampler(DefaultBatchSampler):
         )
         self.one_row_per_query = one_row_per_query
         self.max_scan = max_scan
-        self.query_ids, self.label_ids = self._read_ids(dataset, query_column, positive_column, label_column)
+        self.query_column, self.positive_column, has_label = self._resolve_columns(
+            dataset, query_column, positive_column, label_column
+        )
+        label_source = label_column if has_label else self.positive_column
+        self.query_ids, self.label_ids = self._read_ids(dataset, self.query_column, label_source, has_label)
         self._plan_cache: tuple[int, list[list[int]]] | None = None
 
     @classmethod
@@ -293,30 +321,37 @@ class UniqueQueryLabelBatchSampler(DefaultBatchSampler):
         return functools.partial(cls, **options)
 
     @staticmethod
-    def _read_ids(
+    def _resolve_columns(
         dataset: Dataset, query_column: str, positive_column: str, label_column: str
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[str, str | None, bool]:
+        """The query column, the positive text column (None when the dataset has no other text column) and whether
+        the label column exists; a missing query / positive column falls back to the first / next text column."""
         columns = [name for name in dataset.column_names if name not in _IGNORED_COLUMNS and name != label_column]
         if query_column not in dataset.column_names:
             if not columns:
                 raise ValueError(f"the dataset has no query column; columns: {dataset.column_names}")
             query_column = columns[0]
         has_label = label_column in dataset.column_names
-        if not has_label and positive_column not in dataset.column_names:
+        if positive_column not in dataset.column_names:
             others = [name for name in columns if name != query_column]
-            if not others:
+            if not has_label and not others:
                 raise ValueError(f"the dataset has no positive or {label_column!r} column: {dataset.column_names}")
-            positive_column = others[0]
-        wanted = [query_column, label_column if has_label else positive_column]
-        table = dataset.select_columns(wanted).with_format("arrow")[:]
+            positive_column = others[0] if others else None
+        return query_column, positive_column, has_label
+
+    @staticmethod
+    def _read_ids(
+        dataset: Dataset, query_column: str, label_source: str, has_label: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        table = dataset.select_columns([query_column, label_source]).with_format("arrow")[:]
         query_ids = _text_ids(table.column(query_column))
-        label_source = table.column(wanted[1])
-        label_ids = _first_label_ids(label_source) if has_label else _text_ids(label_source)
+        label_column = table.column(label_source)
+        label_ids = _first_label_ids(label_column) if has_label else _text_ids(label_column)
         return query_ids, label_ids
 
-    def _rng(self, epoch: int) -> np.random.Generator:
+    def _rng(self, epoch: int, *keys: int) -> np.random.Generator:
         seed = 0 if self.seed is None else int(self.seed) % (1 << 64)
-        return np.random.default_rng(np.random.SeedSequence([seed, int(epoch) % (1 << 64)]))
+        return np.random.default_rng(np.random.SeedSequence([seed, *(int(key) % (1 << 64) for key in (epoch, *keys))]))
 
     def plan(self, epoch: int | None = None) -> list[list[int]]:
         """The batches (lists of row indices) of ``epoch`` (default: the current one); cached for the last epoch."""
@@ -324,16 +359,23 @@ class UniqueQueryLabelBatchSampler(DefaultBatchSampler):
         if self._plan_cache is not None and self._plan_cache[0] == epoch:
             return self._plan_cache[1]
         rng = self._rng(epoch)
-        rows = None
-        if self.one_row_per_query:
-            permutation = rng.permutation(len(self.query_ids))
-            _, first = np.unique(self.query_ids[permutation], return_index=True)
-            rows = np.sort(permutation[first])
-        batches = plan_unique_batches(
-            self.query_ids, self.label_ids, self.batch_size, self.drop_last, rng, rows=rows, max_scan=self.max_scan
-        )
+        batches = self._plan_rows(self._epoch_rows(rng), rng)
         self._plan_cache = (epoch, batches)
         return batches
+
+    def _epoch_rows(self, rng: np.random.Generator) -> np.ndarray | None:
+        """The rows this epoch serves: all (None), or one random row per query with ``one_row_per_query``."""
+        if not self.one_row_per_query:
+            return None
+        permutation = rng.permutation(len(self.query_ids))
+        _, first = np.unique(self.query_ids[permutation], return_index=True)
+        return np.sort(permutation[first])
+
+    def _plan_rows(self, rows: np.ndarray | None, rng: np.random.Generator) -> list[list[int]]:
+        """Batches of ``rows`` (None: all rows); subclasses change the order the rows are packed in."""
+        return plan_unique_batches(
+            self.query_ids, self.label_ids, self.batch_size, self.drop_last, rng, rows=rows, max_scan=self.max_scan
+        )
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.plan():
