@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from alc_hf.data.clustered import ClusterRefreshCallback
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import nn
@@ -55,11 +54,12 @@ from transformers import TrainerCallback, set_seed
 
 from alc_hf.data import (
     ClusteredBatchSampler,
+    ClusterRefreshCallback,
     EvaluationView,
     UniqueQueryLabelBatchSampler,
     XMCData,
+    batch_hardness,
     evaluation_view,
-    in_batch_hardness,
     read_product_tables,
     training_rows,
 )
@@ -222,7 +222,7 @@ def batching_arguments(batching: str, args: argparse.Namespace) -> tuple[Any, li
     if batching == "random":
         return UniqueQueryLabelBatchSampler.configure(), []
     sampler = ClusteredBatchSampler.configure(cluster_size=args.cluster_size)
-    return sampler, [ClusterRefreshCallback(batch_size=args.eval_batch_size, refresh_at_start=True)]
+    return sampler, [ClusterRefreshCallback(refresh_at_start=True, batch_size=args.eval_batch_size)]
 
 
 def train(
@@ -280,23 +280,23 @@ def loss_options(args: argparse.Namespace) -> dict[str, float]:
 
 
 def hardness(model: SentenceTransformer, train_data: XMCData, seed: int, args: argparse.Namespace) -> dict:
-    """The mean cosine of each query's hardest in-batch negative in the first epoch's batches, random vs clustered,
-    with this model's embeddings (the off-the-shelf model: what the first epoch's clusters are built from)."""
+    """The mean cosine of each query's hardest in-batch negative (among the other rows' positives) in the first
+    epoch's batches, random vs clustered, with this model's embeddings (the off-the-shelf model: what the first
+    epoch's clusters are built from)."""
     rows = training_rows(train_data, num_hard_negatives=args.num_hard_negatives, seed=seed)
     encode = {"batch_size": args.eval_batch_size, "convert_to_numpy": True, "normalize_embeddings": True}
     queries = model.encode_query(rows["anchor"], **encode)
     positives = model.encode_document(rows["positive"], **encode)
-    label_ids = np.asarray(rows["label"])
-    result = {}
-    for batching in BATCHING:
-        sampler_class = ClusteredBatchSampler if batching == "clustered" else UniqueQueryLabelBatchSampler
-        options = {"cluster_size": args.cluster_size} if batching == "clustered" else {}
-        sampler = sampler_class(rows, batch_size=args.batch_size, drop_last=False, seed=seed, **options)
-        if batching == "clustered":
-            sampler.set_embeddings(sampler.embed(model, batch_size=args.eval_batch_size))
-        cosines = in_batch_hardness(sampler.plan(0), queries, positives, label_ids)
-        result[batching] = float(np.nanmean(cosines))
-    return result
+    label = np.asarray(rows["label"])
+    random_batches = UniqueQueryLabelBatchSampler(rows, batch_size=args.batch_size, drop_last=False, seed=seed)
+    clustered = ClusteredBatchSampler(
+        rows, batch_size=args.batch_size, drop_last=False, seed=seed, cluster_size=args.cluster_size
+    )
+    clustered.set_embeddings(model.encode_query(clustered.embedding_texts(), **encode))
+    return {
+        name: batch_hardness(sampler.plan(0), queries, positives, label[:, 0], label[:, 1 + args.num_hard_negatives :])
+        for name, sampler in (("random", random_batches), ("clustered", clustered))
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -527,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         f"block view: {len(views[0].queries)} calibration and {len(views[1].queries)} test queries",
         flush=True,
     )
-    for seed in args.seeds:
+    # Batch hardness belongs to the main table; ablations (selection on valid) skip it.
+    for seed in args.seeds if args.split_for_selection == "test" else []:
         if str(seed) not in state["hardness"] and "clustered" in args.batching:
             state["hardness"][str(seed)] = hardness(probe, train_data, seed, args)
             print(f"batch hardness, seed {seed}: {state['hardness'][str(seed)]}", flush=True)
