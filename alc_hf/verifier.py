@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from datasets import Dataset
+from scipy.special import expit
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.cross_encoder import (
     CrossEncoder,
@@ -34,7 +35,6 @@ from torch import nn
 from transformers import set_seed
 
 from alc_hf.data.xmc import XMCData
-from alc_hf.evaluation.coverage import embed_texts
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
 from alc_hf.retrieval import LabelIndex
 
@@ -138,6 +138,10 @@ def mined_negative_pairs(
     sentence-transformers' ``mine_hard_negatives`` is not used: it identifies a query and a label by their text (it
     deduplicates both), so it cannot keep the filter pairs out, and it merges distinct queries that share a text.
     """
+    # Imported here so that the evaluation package can import this module (the verifier as an accept score) without
+    # an import cycle.
+    from alc_hf.evaluation.coverage import embed_texts
+
     label_embeddings = embed_texts(bi_encoder.encode_document, data.labels, batch_size, show_progress_bar)
     query_embeddings = embed_texts(bi_encoder.encode_query, data.queries, batch_size, show_progress_bar)
     excluded = np.concatenate([data.filter_pairs, _positive_pairs(data)])
@@ -239,10 +243,7 @@ def check_verifier(model: CrossEncoder, name: str = "the verifier") -> None:
     must be 1), or a tokenizer that cannot encode :data:`PROBE_PAIR` into one input: it fails, maps every word to
     the unknown token (no vocabulary), or joins the two texts with nothing marking where the label starts (no pair
     template)."""
-    if model.num_labels != 1:
-        raise ValueError(
-            f"{name} has num_labels={model.num_labels}; a verifier needs num_labels=1 (one logit: is the pair a match)"
-        )
+    _check_num_labels(model, name)
     query, label = PROBE_PAIR
     try:
         features = model.preprocess([PROBE_PAIR])
@@ -274,29 +275,36 @@ def verifier_probabilities(
     batch_size: int = 64,
     show_progress_bar: bool = False,
 ) -> np.ndarray:
-    """``[n]`` float64 probabilities that ``labels[i]`` is a match of ``queries[i]`` (a sigmoid of the verifier's
-    logit, whatever activation the model was saved with).
+    """``[n]`` float64 probabilities that ``labels[i]`` is a match of ``queries[i]``: the sigmoid of the verifier's
+    logit, whatever activation the model was saved with, taken in float64 so that confident pairs keep distinct
+    scores (in float32 every logit above about 17 gives 1.0, and a threshold cannot split them).
 
     Raises:
         ValueError: ``queries`` and ``labels`` of different lengths, or a verifier with ``num_labels`` != 1.
     """
     if len(queries) != len(labels):
         raise ValueError(f"queries has {len(queries)} texts but labels has {len(labels)}: one label per query")
-    if verifier.num_labels != 1:
-        raise ValueError(f"the verifier has num_labels={verifier.num_labels}; a verifier needs num_labels=1")
+    _check_num_labels(verifier, "the verifier")
     if len(queries) == 0:
         return np.zeros(0, dtype=np.float64)
-    probabilities = verifier.predict(
+    logits = verifier.predict(
         list(zip(queries, labels, strict=True)),
         batch_size=batch_size,
         show_progress_bar=show_progress_bar,
-        activation_fn=nn.Sigmoid(),
+        activation_fn=nn.Identity(),
         convert_to_numpy=True,
     )
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape != (len(queries),):
-        raise ValueError(f"the verifier returned shape {probabilities.shape} for {len(queries)} pairs")
-    return probabilities
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.shape != (len(queries),):
+        raise ValueError(f"the verifier returned scores of shape {logits.shape} for {len(queries)} pairs")
+    return expit(logits)
+
+
+def _check_num_labels(model: CrossEncoder, name: str) -> None:
+    if model.num_labels != 1:
+        raise ValueError(
+            f"{name} has num_labels={model.num_labels}; a verifier needs num_labels=1 (one logit: is the pair a match)"
+        )
 
 
 def _positive_pairs(data: XMCData) -> np.ndarray:

@@ -30,7 +30,8 @@ TIE_TOLERANCE = 1e-5
 
 def pair_data() -> XMCData:
     """Queries with one or several positives or none, labelled negatives, filter pairs, a label text listed twice
-    (0 and 8) and a query text listed twice (0 and 5)."""
+    (0 and 8, one copy a positive of query 0 and the other its labelled negative) and a query text listed twice
+    (0 and 5)."""
     labels = [
         "black usb cable",
         "white usb cable",
@@ -56,7 +57,7 @@ def pair_data() -> XMCData:
         ],
         labels=labels,
         positives=RaggedIds.from_lists([[0], [2, 3], [4], [], [6], [0]]),
-        negatives=RaggedIds.from_lists([[1], [], [5, 6], [7], [0], []]),
+        negatives=RaggedIds.from_lists([[1, 8], [], [5, 6], [7], [0], []]),
         filter_pairs=np.array([[4, 1], [0, 9], [2, 5], [3, 2]]),
         source="pairs",
     )
@@ -87,7 +88,7 @@ def test_pairs_are_positives_labelled_and_mined_negatives_once_each(tiny_model, 
     rows = as_rows(pairs)
     assert len(rows) == len(expected)
     assert {(query, label): score for query, label, score in rows} == expected
-    # Label 8 has the text of label 0, query 0's positive: mined for it as a top label, it is dropped as a conflict.
+    # Label 8, a labelled negative of query 0, has the text of its positive (label 0): dropped as a conflict.
     assert conflicts >= 1
     assert f"{conflicts} negative pair(s) have the same query and label texts as a positive" in caplog.text
 
@@ -125,8 +126,9 @@ def test_pairs_without_mining_are_the_labelled_pairs(tiny_model):
     positive = {(data.queries[q], data.labels[label]) for q in range(6) for label in data.positives[q]}
     rows = as_rows(without_model)
     assert {(query, label) for query, label, score in rows if score == 1.0} == positive
-    assert {(query, label) for query, label, score in rows if score == 0.0} == labelled
-    assert len(rows) == len(positive) + len(labelled)
+    # The labelled negative with its positive's text is dropped.
+    assert {(query, label) for query, label, score in rows if score == 0.0} == labelled - positive
+    assert len(rows) == len(positive | labelled)
 
 
 def test_pairs_are_deterministic_for_a_seed(tiny_model):
