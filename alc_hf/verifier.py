@@ -203,7 +203,10 @@ def train_verifier(
         learning_rate=learning_rate,
         per_device_train_batch_size=batch_size,
         seed=seed,
-        **{"save_strategy": "no", **training_args},
+        # Every parameter of a cross-encoder takes part in every step, and with transformers' default
+        # find_unused_parameters=True DDP fails in sentence-transformers 6.2 ("classifier.bias ... marked as ready
+        # twice", seen with two CPU processes).
+        **{"save_strategy": "no", "ddp_find_unused_parameters": False, **training_args},
     )
     trainer = CrossEncoderTrainer(
         model=model,

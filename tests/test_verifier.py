@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ from alc_hf.verifier import (
     verifier_pairs,
     verifier_probabilities,
 )
-from tests.tiny_model import WORDS, build_tiny_encoder_files
+from tests.tiny_model import build_tiny_encoder_files
+from tests.verifier_ddp_check import equality_pairs
 
 # Cosines closer than this are a near-tie whose order depends on summation order (LabelIndex promises ~1e-6).
 TIE_TOLERANCE = 1e-5
@@ -153,18 +157,6 @@ def trainable_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_encoder_files(tmp_path_factory.mktemp("trainable_encoder"), initializer_range=0.3)
 
 
-def equality_pairs() -> Dataset:
-    """Is the label the query's own word? 13 positives, 156 negatives."""
-    n = len(WORDS)
-    data = XMCData(
-        queries=WORDS,
-        labels=WORDS,
-        positives=RaggedIds.from_lists([[i] for i in range(n)]),
-        negatives=RaggedIds.from_lists([[j for j in range(n) if j != i] for i in range(n)]),
-    )
-    return verifier_pairs(data)
-
-
 def separation(verifier: CrossEncoder, pairs: Dataset) -> tuple[float, float]:
     """Mean positive minus mean negative probability, and the share of (positive, negative) pairs ordered right."""
     probabilities = verifier_probabilities(verifier, pairs["query"], pairs["label"])
@@ -199,6 +191,21 @@ def test_verifier_learns_a_toy_task_and_round_trips(trainable_encoder_dir, tmp_p
     # The saved verifier's own predict gives the same probabilities (its activation is the sigmoid).
     predicted = loaded.predict(list(zip(pairs["query"], pairs["label"], strict=True)))
     assert np.allclose(predicted, probabilities, atol=1e-6) and (0 < predicted).all() and (predicted < 1).all()
+
+
+def test_verifier_trains_on_two_processes(trainable_encoder_dir, tmp_path):
+    output = tmp_path / "verifier"
+    repo_root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523"]
+    command += [str(repo_root / "tests" / "verifier_ddp_check.py"), str(trainable_encoder_dir), str(output)]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    # One process would take ceil(169 / 8) = 22 steps for the epoch; two split it.
+    (checkpoint,) = output.glob("checkpoint-*")
+    assert int(checkpoint.name.split("-")[1]) <= 11
+    pairs = equality_pairs()
+    assert verifier_probabilities(load_verifier(output), pairs["query"], pairs["label"]).shape == (len(pairs),)
 
 
 def test_balanced_pos_weight_is_negatives_per_positive():
