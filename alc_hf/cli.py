@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from alc_hf.data.sources import DATA_SOURCES
 from alc_hf.evaluation.accept import ACCEPT_SCORES
@@ -55,9 +56,16 @@ def _parser() -> argparse.ArgumentParser:
         "--accept_scores",
         nargs="+",
         choices=ACCEPT_SCORES,
-        help="what decides acceptance, the first being the main report (default: cosine, and pair_head and combined "
-        "when the model folder holds the ALC pair head it was trained with)",
+        help="what decides acceptance, the first being the main report (default: cosine; pair_head and combined "
+        "when the model folder holds the ALC pair head it was trained with; verifier and verifier_rerank with a "
+        "verifier)",
     )
+    evaluate.add_argument(
+        "--verifier",
+        help="a saved cross-encoder that decides acceptance from the texts (default: MODEL/verifier when the recipe "
+        "saved one there)",
+    )
+    evaluate.add_argument("--rerank_depth", type=int, default=5, help="top predictions verifier_rerank re-ranks")
     return parser
 
 
@@ -67,7 +75,13 @@ def _evaluate(args: argparse.Namespace) -> None:
     from alc_hf.evaluation.views import evaluation_views
     from alc_hf.losses.pair_head import saved_pair_head
     from alc_hf.models import load_encoder
+    from alc_hf.verifier import load_verifier
 
+    # The verifier is checked before any data is read or the bi-encoder loaded.
+    verifier_path = args.verifier or (
+        Path(args.model) / "verifier" if (Path(args.model) / "verifier").is_dir() else None
+    )
+    verifier = None if verifier_path is None else load_verifier(verifier_path, device=args.device)
     calibration, test = evaluation_views(args.data, args.data_dir, args.view, seed=args.seed)
     pair_head = saved_pair_head(args.model)
     evaluator = CoverageEvaluator(
@@ -79,6 +93,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         show_progress_bar=True,
         pair_head=pair_head,
+        verifier=verifier,
+        rerank_depth=args.rerank_depth,
         accept_scores=args.accept_scores,
     )
     model = load_encoder(args.model, device=args.device)
@@ -87,7 +103,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"\nModel {args.model} on {args.data}{' ' + args.data_dir if args.data_dir else ''}:\n")
     print(evaluator.last_report.table())
     if len(evaluator.last_reports) > 1:
-        print(f"\nAccepted by each score (the pair head loaded from {args.model}):\n")
+        print("\nAccepted by each score (same retrieval, thresholds calibrated alike):\n")
         print(accept_score_table(evaluator.last_reports))
     print(f"\nWrote {', '.join(str(path) for path in written)}")
 

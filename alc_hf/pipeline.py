@@ -252,6 +252,9 @@ def finish_run(
         alc_loss = find_alc_loss(loss)
         if alc_loss is not None:
             alc_loss.save_pair_head(final_dir)
+        if len(after) > 1:
+            card = final_dir / "README.md"
+            card.write_text(card.read_text() + accept_decision_section(after, final_dir))
         written = write_reports(after, output_dir, "coverage_after")
         if before is not None:
             written += write_reports(before, output_dir, "coverage_before")
@@ -265,6 +268,26 @@ def finish_run(
     if trainer.args.push_to_hub:
         trainer.push_to_hub()
     return final_dir
+
+
+def accept_decision_section(reports: dict[str, CoverageReport], model_dir: Path) -> str:
+    """The model card's account of how this folder decides acceptance, with each accept score's coverage."""
+    parts = ["the bi-encoder in this folder retrieves each query's top labels by cosine"]
+    if (model_dir / "pair_head").is_dir():
+        parts.append("the ALC pair head in `pair_head/` scores a (query, label) pair from the two embeddings")
+    if (model_dir / "verifier").is_dir():
+        parts.append("the cross-encoder in `verifier/` reads the (query, label) texts together")
+    return (
+        "\n\n## Accept decision\n\n"
+        + "; ".join(parts)
+        + ". Each accept score below decides acceptance with its own threshold, calibrated on the calibration split "
+        "for the target precision and applied to the test split (`cosine`: the retrieval score; `pair_head`: the "
+        "head's probability; `combined`: a logistic regression on both, fitted on the calibration split; "
+        "`verifier`: the cross-encoder's probability for the top-1; `verifier_rerank`: its top-1 after it re-ranks "
+        "the top candidates). ms/query is the cost of the decision on the machine that trained it.\n\n```\n"
+        + accept_score_table(reports)
+        + "\n```\n"
+    )
 
 
 def run_summary(

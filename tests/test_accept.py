@@ -152,6 +152,8 @@ def test_accept_scores_need_a_head_and_known_names(views):
     with pytest.raises(ValueError, match="need the ALC pair head"):
         CoverageEvaluator(calibration, test, accept_scores=["cosine", "pair_head"])
     with pytest.raises(ValueError, match="distinct names from"):
+        CoverageEvaluator(calibration, test, pair_head=PairHead(32), accept_scores=["cosine", "oracle"])
+    with pytest.raises(ValueError, match="need a cross-encoder"):
         CoverageEvaluator(calibration, test, pair_head=PairHead(32), accept_scores=["cosine", "verifier"])
     with pytest.raises(ValueError, match="distinct names from"):
         CoverageEvaluator(calibration, test, pair_head=PairHead(32), accept_scores=["cosine", "cosine"])
@@ -176,3 +178,63 @@ def test_command_loads_the_pair_head_saved_with_the_model(tiny_model, tmp_path, 
         "coverage_pair_head.json",
         "coverage_pair_head.png",
     ]
+
+
+def test_verifier_accept_decision_matches_an_independent_loop(tiny_encoder_dir, tmp_path):
+    """A tiny verifier trained offline on pairs mined with the bi-encoder; both verifier routes checked against a
+    loop over the same bi-encoder ranking and the verifier's own logits."""
+    from sentence_transformers import CrossEncoder
+
+    from alc_hf.verifier import train_verifier, verifier_pairs
+    from tests.tiny_model import build_tiny_encoder_files, load_tiny_encoder
+
+    bi_encoder = load_tiny_encoder(tiny_encoder_dir)
+    train = builtin_catalog(split="trn", num_products=60)
+    pairs = verifier_pairs(train, bi_encoder=bi_encoder, num_mined=2)
+    trainable = build_tiny_encoder_files(tmp_path / "cross", initializer_range=0.3)
+    verifier = train_verifier(
+        pairs, trainable, tmp_path / "verifier", max_steps=8, learning_rate=3e-3, max_length=32,
+        logging_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    assert isinstance(verifier, CrossEncoder)
+    calibration = evaluation_view(builtin_catalog(split="val", num_products=60))
+    test = evaluation_view(builtin_catalog(split="tst", num_products=60))
+    depth = 3
+    evaluator = CoverageEvaluator(
+        calibration, test, target_precisions=(0.3,), batch_size=256, verifier=verifier, rerank_depth=depth
+    )
+    metrics = evaluator(bi_encoder)
+    assert list(evaluator.last_reports) == ["cosine", "verifier", "verifier_rerank"]
+    assert all(report.cost_ms_per_query > 0 for report in evaluator.last_reports.values())
+
+    def decisions(view):
+        """Per query: the verifier's probability and correctness of the bi-encoder's top-1, and of the best of the
+        top ``depth`` by the verifier; and the share of queries whose ranking has a near-tie among those places."""
+        queries = bi_encoder.encode(view.queries, convert_to_numpy=True, normalize_embeddings=True)
+        corpus = bi_encoder.encode(view.corpus, convert_to_numpy=True, normalize_embeddings=True)
+        scores = queries.astype(np.float64) @ corpus.astype(np.float64).T
+        ranked = np.argsort(-scores, axis=1, kind="stable")[:, : depth + 1]
+        near_tie = np.any(np.abs(np.diff(np.take_along_axis(scores, ranked, axis=1), axis=1)) < 1e-5, axis=1)
+        top1, reranked = [], []
+        for row, labels in enumerate(ranked[:, :depth].tolist()):
+            logits = [
+                float(verifier.predict([(view.queries[row], view.corpus[label])], activation_fn=torch.nn.Identity())[0])
+                for label in labels
+            ]
+            probabilities = [1 / (1 + np.exp(-logit)) for logit in logits]
+            relevant = set(view.relevant[row].tolist())
+            best = int(np.argmax(probabilities))  # the first of equal probabilities: the bi-encoder's order
+            top1.append((probabilities[0], labels[0] in relevant))
+            reranked.append((probabilities[best], labels[best] in relevant))
+        return np.array(top1), np.array(reranked), float(near_tie.mean())
+
+    cal_top1, cal_reranked, cal_tied = decisions(calibration)
+    test_top1, test_reranked, test_tied = decisions(test)
+    assert cal_tied == 0, "a near-tie on the calibration split could move the thresholds themselves"
+    for prefix, cal, tst in (("verifier_", cal_top1, test_top1), ("verifier_rerank_", cal_reranked, test_reranked)):
+        threshold = calibrate_threshold(cal[:, 0], cal[:, 1].astype(bool), 0.3)
+        expected = coverage_at_threshold(tst[:, 0], tst[:, 1].astype(bool), threshold.threshold)
+        assert metrics[f"{prefix}c@1_p30_threshold"] == pytest.approx(threshold.threshold, rel=1e-4)
+        assert metrics[f"{prefix}c@1_p30"] == pytest.approx(expected.coverage, abs=test_tied + 1e-9)
+        assert metrics[f"{prefix}p@1"] == pytest.approx(tst[:, 1].mean(), abs=test_tied + 1e-9)
+    assert metrics["verifier_p@1"] == metrics["p@1"], "scoring the top-1 alone must not change the ranking"

@@ -270,3 +270,47 @@ def test_loss_defaults_are_the_loss_classes_own():
         assert recipe[name] == own[name], name
         assert built[name] == own[name], name
     assert recipe["base_loss"] == built["base_loss"] == "softmax"
+
+
+def test_train_verifier_saves_the_pair_and_compares_accept_scores(tiny_encoder_dir, tmp_path, capsys):
+    from alc_hf.cli import main as cli_main
+    from alc_hf.verifier import load_verifier
+    from tests.tiny_model import build_tiny_encoder_files
+
+    cross = build_tiny_encoder_files(tmp_path / "cross_start", initializer_range=0.3)
+    run_recipe(
+        tiny_encoder_dir,
+        tmp_path / "run",
+        "--evaluate_before_training", "false",
+        "--train_verifier", "true",
+        "--verifier_model", str(cross),
+        "--verifier_epochs", "0.2",
+        "--verifier_num_mined", "1",
+        "--verifier_max_length", "32",
+        "--rerank_depth", "3",
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    final = tmp_path / "run" / "final"
+    verifier = load_verifier(final / "verifier")
+    assert verifier.num_labels == 1
+    for accept_score in ("cosine", "pair_head", "combined", "verifier", "verifier_rerank"):
+        assert re.search(rf"^{accept_score}\s+[\d.]+", printed, re.MULTILINE), accept_score
+    assert (tmp_path / "run" / "coverage_after_verifier_rerank.json").is_file()
+    card = (final / "README.md").read_text()
+    assert "## Accept decision" in card and "`verifier/`" in card and "`pair_head/`" in card
+    assert re.search(r"\| \*\*c@1_p90\*\* .*\|.*\|.*\|.*\|", card), "the card's table must hold every accept score"
+
+    # The saved pair is evaluated again, the verifier found beside the model; a wrong --verifier stops at once.
+    assert cli_main(["evaluate", str(final), "--output_dir", str(tmp_path / "again"), "--batch_size", "256"]) == 0
+    assert "verifier_rerank" in capsys.readouterr().out
+    assert cli_main(["evaluate", str(final), "--verifier", str(final), "--output_dir", str(tmp_path / "x")]) == 2
+    assert "holds no verifier" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_verifier_that_cannot_load_stops_the_recipe_before_any_work(tiny_encoder_dir, tmp_path):
+    from alc_hf.models import ModelLoadError
+
+    with pytest.raises((ModelLoadError, OSError, ValueError)):
+        run_recipe(tiny_encoder_dir, tmp_path / "run", "--train_verifier", "true", "--verifier_model", str(tmp_path))
+    assert not (tmp_path / "run").exists(), "it started before failing"

@@ -7,19 +7,26 @@ the same protocol: a threshold calibrated on the calibration split for the targe
 * ``pair_head``: the ALC pair head's probability for the pair, from the two embeddings (a cheap verifier).
 * ``combined``: a logistic regression on the cosine and the pair head's logit, fitted on the calibration split's
   top-1 predictions only (the test split never informs it).
+* ``verifier``: a cross-encoder's probability for the top-1 pair, read from the two texts together
+  (:mod:`alc_hf.verifier`); ``verifier_rerank``: the top-``depth`` re-ranked by that probability, the new top-1
+  accepted by it (P@1 can change).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 
+from alc_hf.data import EvaluationView
 from alc_hf.evaluation.coverage import SplitPredictions
 from alc_hf.losses import PairHead
 
-ACCEPT_SCORES = ("cosine", "pair_head", "combined")
+ACCEPT_SCORES = ("cosine", "pair_head", "combined", "verifier", "verifier_rerank")
+PAIR_HEAD_SCORES = ("pair_head", "combined")
+VERIFIER_SCORES = ("verifier", "verifier_rerank")
 
 
 def pair_head_logits(
@@ -131,3 +138,28 @@ def accept_score_predictions(
             with_scores(test, combined.predict(features(test, test_logits))),
         ),
     }
+
+
+def verifier_predictions(
+    predictions: SplitPredictions, view: EvaluationView, verifier: Any, depth: int, batch_size: int = 64
+) -> SplitPredictions:
+    """The predictions accepted by the verifier's probability: with ``depth`` 1 the top-1 is scored and the ranking
+    kept; with a larger ``depth`` the top-``depth`` are scored and re-ranked by it (stably, so equal probabilities
+    keep the bi-encoder's order). Places beyond ``depth`` keep their labels with score -inf (never accepted)."""
+    from alc_hf.verifier import verifier_probabilities
+
+    depth = min(depth, predictions.ids.shape[1])
+    ids, correct = predictions.ids.copy(), predictions.correct.copy()
+    rows, columns = np.nonzero(ids[:, :depth] >= 0)
+    probabilities = verifier_probabilities(
+        verifier,
+        [view.queries[row] for row in rows.tolist()],
+        [view.corpus[label] for label in ids[rows, columns].tolist()],
+        batch_size=batch_size,
+    )
+    scores = np.full(ids.shape, -np.inf)
+    scores[rows, columns] = probabilities
+    order = np.argsort(-scores[:, :depth], axis=1, kind="stable")
+    for array in (ids, correct, scores):
+        array[:, :depth] = np.take_along_axis(array[:, :depth], order, axis=1)
+    return replace(predictions, ids=ids, scores=scores, correct=correct)

@@ -113,7 +113,8 @@ def coverage_report(
         )
         for k in coverage_at_k
     }
-    scored = test.ids >= 0
+    # Pairs with a score: every prediction, or only the re-scored places of an accept score that scores few.
+    scored = test.scores > -np.inf
     classes = test.ids[scored]
     if label_groups is not None:
         label_groups = np.asarray(label_groups).reshape(-1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,14 @@ import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
 from alc_hf.data import EvaluationView
-from alc_hf.evaluation.accept import ACCEPT_SCORES, accept_score_predictions, pair_head_logits
+from alc_hf.evaluation.accept import (
+    ACCEPT_SCORES,
+    PAIR_HEAD_SCORES,
+    VERIFIER_SCORES,
+    accept_score_predictions,
+    pair_head_logits,
+    verifier_predictions,
+)
 from alc_hf.evaluation.coverage import check_view, coverage_report, embed_texts, predict_split
 from alc_hf.evaluation.report import CoverageReport, target_name
 from alc_hf.losses import PairHead
@@ -35,10 +44,12 @@ class CoverageEvaluator(BaseEvaluator):
     trainer shards the encoding; the label corpus is embedded once when both splits share it.
 
     With an ALC ``pair_head``, the same predictions are also accepted by the head's probability (``pair_head``) and
-    by a logistic regression on the cosine and the head's logit fitted on the calibration split (``combined``), with
-    the same protocol (:mod:`alc_hf.evaluation.accept`). The first of ``accept_scores`` gives the unprefixed
-    metrics and the primary metric; the others are logged with their name as a prefix (``pair_head_c@1_p90``, after
-    the evaluator's ``name``), and the model card shows them in one table beside the primary figures.
+    by a logistic regression on the cosine and the head's logit fitted on the calibration split (``combined``); with
+    a cross-encoder ``verifier``, by its probability for the top-1 (``verifier``) or after it re-ranks the top
+    ``rerank_depth`` (``verifier_rerank``): all with the same protocol (:mod:`alc_hf.evaluation.accept`). The
+    first of ``accept_scores`` gives the unprefixed metrics and the primary metric; the others are logged with their
+    name as a prefix (``pair_head_c@1_p90``, after the evaluator's ``name``), and the model card shows them in one
+    table beside the primary figures.
 
     Args:
         calibration: the split the threshold is chosen on (e.g. ``evaluation_view(builtin_catalog(split="val"))``).
@@ -53,8 +64,12 @@ class CoverageEvaluator(BaseEvaluator):
         name: a prefix for every metric name, e.g. ``"catalog"`` gives ``catalog_c@1_p90``.
         index_kind: the :class:`alc_hf.retrieval.LabelIndex` kind for whole-corpus search (``"flat"`` is exact).
         pair_head: the ALC pair head trained with the model (e.g. ``PairHead.from_pretrained(...)``), or None.
-        accept_scores: which of ``"cosine"``, ``"pair_head"``, ``"combined"`` to report, the primary first
-            (default: all three with a pair head, else cosine).
+        verifier: a cross-encoder that scores (query, label) texts (``alc_hf.verifier.load_verifier(...)``), or
+            None.
+        rerank_depth: how many of the bi-encoder's top predictions ``verifier_rerank`` re-ranks.
+        accept_scores: which of ``"cosine"``, ``"pair_head"``, ``"combined"``, ``"verifier"``,
+            ``"verifier_rerank"`` to report, the primary first (default: cosine, and those the given pair head and
+            verifier allow). Each report carries the cost of its decision in milliseconds per test query.
 
     Example::
 
@@ -83,6 +98,8 @@ class CoverageEvaluator(BaseEvaluator):
         name: str = "",
         index_kind: str = "flat",
         pair_head: PairHead | None = None,
+        verifier: Any = None,
+        rerank_depth: int = 5,
         accept_scores: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
@@ -96,12 +113,22 @@ class CoverageEvaluator(BaseEvaluator):
             raise ValueError(f"calibration_method must be one of {CALIBRATION_METHODS}, got {calibration_method!r}")
         if 1 not in coverage_at_k or min(*precision_at_k, *coverage_at_k) < 1:
             raise ValueError("coverage_at_k must include 1 and every k must be >= 1")
-        accept_scores = tuple(accept_scores or (ACCEPT_SCORES if pair_head is not None else ("cosine",)))
+        if accept_scores is None:
+            accept_scores = ("cosine",)
+            accept_scores += PAIR_HEAD_SCORES if pair_head is not None else ()
+            accept_scores += VERIFIER_SCORES if verifier is not None else ()
+        accept_scores = tuple(accept_scores)
         unknown = sorted(set(accept_scores) - set(ACCEPT_SCORES))
-        if unknown or len(set(accept_scores)) != len(accept_scores):
+        if not accept_scores or unknown or len(set(accept_scores)) != len(accept_scores):
             raise ValueError(f"accept_scores must be distinct names from {ACCEPT_SCORES}, got {accept_scores}")
-        if pair_head is None and set(accept_scores) - {"cosine"}:
+        if pair_head is None and set(accept_scores) & set(PAIR_HEAD_SCORES):
             raise ValueError(f"accept_scores {accept_scores} need the ALC pair head: pass pair_head=...")
+        if verifier is None and set(accept_scores) & set(VERIFIER_SCORES):
+            raise ValueError(f"accept_scores {accept_scores} need a cross-encoder: pass verifier=...")
+        if rerank_depth < 1:
+            raise ValueError(f"rerank_depth must be >= 1, got {rerank_depth}")
+        if set(accept_scores) & set(VERIFIER_SCORES) and max(coverage_at_k) > 1:
+            raise ValueError("the verifier accept scores report C@1 only: leave coverage_at_k at (1,)")
         self.calibration = calibration
         self.test = test
         self.target_precisions = tuple(float(t) for t in target_precisions)
@@ -116,6 +143,8 @@ class CoverageEvaluator(BaseEvaluator):
         self.name = name
         self.index_kind = index_kind
         self.pair_head = pair_head
+        self.verifier = verifier
+        self.rerank_depth = rerank_depth
         self.accept_scores = accept_scores
         self.primary_metric = f"c@1_{target_name(self.target_precisions[0])}"
         self.last_report: CoverageReport | None = None
@@ -168,29 +197,51 @@ class CoverageEvaluator(BaseEvaluator):
             corpus = {"calibration": self._encode_corpus(model, [self.calibration])}
             corpus["test"] = self._encode_corpus(model, [self.test])
             index = {role: LabelIndex(embedded, kind=self.index_kind) for role, embedded in corpus.items()}
+        # Each decision's cost is timed on the test split, once the catalog is embedded (done once, offline).
+        test_seconds: dict[str, float] = {}
         query_embeddings, predictions = {}, {}
         for role, view in (("calibration", self.calibration), ("test", self.test)):
+            started = time.perf_counter()
             query_embeddings[role] = self._encode(model.encode_query, view.queries)
             predictions[role] = predict_split(view, query_embeddings[role], index[role], k, role)
+            test_seconds["cosine"] = time.perf_counter() - started
         routes = {"cosine": (predictions["calibration"], predictions["test"])}
-        if self.pair_head is not None:
-            logits = {
-                role: pair_head_logits(self.pair_head, query_embeddings[role], corpus[role], predictions[role].ids)
-                for role in ("calibration", "test")
-            }
+        if set(self.accept_scores) & set(PAIR_HEAD_SCORES):
+            logits = {}
+            for role in ("calibration", "test"):
+                started = time.perf_counter()
+                logits[role] = pair_head_logits(
+                    self.pair_head, query_embeddings[role], corpus[role], predictions[role].ids
+                )
+                test_seconds.update(dict.fromkeys(PAIR_HEAD_SCORES, time.perf_counter() - started))
             routes.update(
                 accept_score_predictions(
                     predictions["calibration"], predictions["test"], logits["calibration"], logits["test"]
                 )
             )
+        for accept_score, depth in (("verifier", 1), ("verifier_rerank", self.rerank_depth)):
+            if accept_score not in self.accept_scores:
+                continue
+            rescored = []
+            for role, view in (("calibration", self.calibration), ("test", self.test)):
+                started = time.perf_counter()
+                rescored.append(verifier_predictions(predictions[role], view, self.verifier, depth, self.batch_size))
+                test_seconds[accept_score] = time.perf_counter() - started
+            routes[accept_score] = tuple(rescored)
+        # The loops end on the test split, so test_seconds holds its times; the accept scores add to retrieval.
+        per_query = 1000 / len(self.test.queries)
         return {
-            accept_score: coverage_report(
-                *routes[accept_score],
-                self.target_precisions,
-                self.precision_at_k,
-                self.coverage_at_k,
-                self.calibration_method,
-                self.delta,
+            accept_score: replace(
+                coverage_report(
+                    *routes[accept_score],
+                    self.target_precisions,
+                    self.precision_at_k,
+                    self.coverage_at_k,
+                    self.calibration_method,
+                    self.delta,
+                ),
+                cost_ms_per_query=per_query
+                * (test_seconds["cosine"] + (test_seconds[accept_score] if accept_score != "cosine" else 0.0)),
             )
             for accept_score in self.accept_scores
         }

@@ -96,6 +96,9 @@ class CoverageReport:
     opis: OPISResult
     calibration_top1: tuple[np.ndarray, np.ndarray] = field(repr=False)
     test_top1: tuple[np.ndarray, np.ndarray] = field(repr=False)
+    # Milliseconds per test query to reach the accept decision (query embedding, search, and the accept score's
+    # own work), when the evaluator measured it.
+    cost_ms_per_query: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat figures for logging: P@k on test (and ``calibration_p@1``), C@k at each target, AUPC, OPIS."""
@@ -141,6 +144,7 @@ class CoverageReport:
                 "threshold_range": [self.opis.threshold_low, self.opis.threshold_high],
             },
             "metrics": {k: finite_or_none(v) for k, v in self.metrics().items()},
+            "cost_ms_per_query": self.cost_ms_per_query,
         }
 
     def write_json(self, path: str | Path) -> Path:
@@ -231,9 +235,10 @@ def accept_score_table(reports: dict[str, CoverageReport]) -> str:
     """The accept scores side by side: coverage at each calibrated threshold, the precision it reaches on test,
     and AUPC (same retrieval, same calibration split, same test split)."""
     targets = [result.calibrated.target_precision for result in next(iter(reports.values())).coverage[1]]
-    header = f"{'accept score':<14}" + "".join(f"{f'C@1@{100 * t:g}':>10}{'precision':>11}" for t in targets)
-    lines = [header + f"{'AUPC':>8}"]
+    header = f"{'accept score':<16}{'P@1':>7}" + "".join(f"{f'C@1@{100 * t:g}':>10}{'precision':>11}" for t in targets)
+    lines = [header + f"{'AUPC':>8}{'ms/query':>10}"]
     for accept_score, report in reports.items():
         cells = "".join(f"{r.test.coverage:>10.3f}{_format(r.test.precision):>11}" for r in report.coverage[1])
-        lines.append(f"{accept_score:<14}{cells}{report.aupc:>8.3f}")
+        cost = "-" if report.cost_ms_per_query is None else f"{report.cost_ms_per_query:.2f}"
+        lines.append(f"{accept_score:<16}{report.test.precision_at[1]:>7.3f}{cells}{report.aupc:>8.3f}{cost:>10}")
     return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Accept with a verifier: the bi-encoder retrieves, a cross-encoder decides. How much coverage, at what cost?
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/table_quality.py --dataset wdc --keep_models     # the bi-encoders
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/verifier_quality.py --dataset wdc
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/verifier_quality.py --dataset walmart_amazon --resume
+
+For each seed and each bi-encoder trained by ``table_quality.py --keep_models`` (same data, budget and seeds), a
+cross-encoder verifier is trained from all-MiniLM-L6-v2 (a new classification head) on the train split's positives,
+its labelled negatives and ``--num_mined`` negatives mined with that bi-encoder (``alc_hf.verifier``), and the pair
+is evaluated in the block view, thresholds calibrated on valid and applied to test, by every accept score the pair
+allows: ``cosine``; the ALC pair head and the combined score when the bi-encoder has one; ``verifier`` (its
+probability for the top-1) and ``verifier_rerank`` (its top-1 after it re-ranks the top ``--rerank_depth``). Each
+figure comes with the precision the threshold really reaches on test and the decision's cost in ms per query,
+measured in the same run. The JSON is rewritten after each run; ``--resume`` skips the runs it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import table_quality
+from sentence_transformers import SentenceTransformer
+
+from alc_hf.data import read_product_tables
+from alc_hf.evaluation import CoverageEvaluator
+from alc_hf.evaluation.report import write_atomically
+from alc_hf.losses.pair_head import saved_pair_head
+from alc_hf.verifier import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_NUM_MINED,
+    DEFAULT_POS_WEIGHT,
+    train_verifier,
+    verifier_pairs,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = (*table_quality.COLUMNS, ("cost_ms_per_query", "ms/query"))
+RESULT_SETTINGS = (
+    "data_dir",
+    "text_fields",
+    "models_from",
+    "num_mined",
+    "epochs",
+    "learning_rate",
+    "pos_weight",
+    "batch_size",
+    "max_length",
+    "rerank_depth",
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=table_quality.DATASETS, required=True)
+    parser.add_argument(
+        "--bi_encoders",
+        nargs="+",
+        default=["mnrl_random", "alc_tcm_clustered"],
+        help="table_quality models (<arm>_<batching>) to put the verifier behind",
+    )
+    parser.add_argument("--models_from", type=Path, help="default: outputs/table_quality/<dataset>_models")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--num_mined", type=int, default=DEFAULT_NUM_MINED, help="negatives mined per query")
+    parser.add_argument("--epochs", type=float, default=DEFAULT_EPOCHS)
+    parser.add_argument("--learning_rate", type=float, default=DEFAULT_LEARNING_RATE)
+    parser.add_argument("--pos_weight", default=str(DEFAULT_POS_WEIGHT), help="a number or 'balanced'")
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--max_length", type=int, default=DEFAULT_MAX_LENGTH)
+    parser.add_argument("--rerank_depth", type=int, default=5)
+    parser.add_argument("--eval_batch_size", type=int, default=128)
+    parser.add_argument("--output", type=Path, help="default: outputs/verifier_quality/<dataset>.json")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    preset = table_quality.DATASETS[args.dataset]
+    args.data_dir, args.text_fields = preset.data_dir, preset.text_fields
+    args.models_from = args.models_from or REPO / "outputs" / "table_quality" / f"{args.dataset}_models"
+    args.output = args.output or REPO / "outputs" / "verifier_quality" / f"{args.dataset}.json"
+    args.pos_weight = args.pos_weight if args.pos_weight == "balanced" else float(args.pos_weight)
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other")
+    return args
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    return {
+        "dataset": args.dataset,
+        "data_dir": str(args.data_dir),
+        "text_fields": list(args.text_fields),
+        "models_from": str(args.models_from),
+        "num_mined": args.num_mined,
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "pos_weight": args.pos_weight,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "rerank_depth": args.rerank_depth,
+        "split_for_selection": "test",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*Token indices sequence length.*")
+    settings = settings_of(args)
+    runs: list[dict] = []
+    if args.output.exists() and not args.overwrite:
+        if not args.resume:
+            raise SystemExit(f"{args.output} exists: pass --resume to continue it or --overwrite to replace it")
+        previous = json.loads(args.output.read_text())
+        changed = {
+            key: previous["settings"].get(key)
+            for key in RESULT_SETTINGS
+            if previous["settings"].get(key) != settings[key]
+        }
+        if changed:
+            raise SystemExit(f"cannot resume {args.output}: settings changed: {changed}")
+        runs = previous["runs"]
+    done = {(run["arm"], run["seed"]) for run in runs}
+    todo = [(name, seed) for seed in args.seeds for name in args.bi_encoders if (name, seed) not in done]
+    missing = [
+        str(args.models_from / f"{name}_seed{seed}")
+        for name, seed in todo
+        if not (args.models_from / f"{name}_seed{seed}").is_dir()
+    ]
+    if missing:
+        raise SystemExit(f"no saved bi-encoder: {missing}; run table_quality.py --dataset {args.dataset} --keep_models")
+    train = read_product_tables(args.data_dir, split="train", text_fields=args.text_fields)
+    views = table_quality.load_views(args.data_dir, args.text_fields, "test")
+    print(
+        f"{args.dataset}: {len(todo)} run(s) to do; verifiers behind {args.bi_encoders}, seeds {args.seeds}", flush=True
+    )
+
+    for number, (name, seed) in enumerate(todo, start=1):
+        folder = args.models_from / f"{name}_seed{seed}"
+        print(f"\n[{number}/{len(todo)}] verifier behind {name} / seed {seed}", flush=True)
+        bi_encoder = SentenceTransformer(str(folder))
+        bi_encoder.eval()
+        started = time.perf_counter()
+        pairs = verifier_pairs(train, bi_encoder, args.num_mined, seed=seed)
+        record: dict[str, Any] = {"arm": name, "batching": None, "seed": seed, "pairs": len(pairs)}
+        record["positive_pairs"] = int(sum(score == 1.0 for score in pairs["score"]))
+        with tempfile.TemporaryDirectory(prefix="verifier_quality_") as output_dir:
+            verifier = train_verifier(
+                pairs,
+                output_dir=output_dir,
+                epochs=args.epochs,
+                learning_rate=args.learning_rate,
+                batch_size=args.batch_size,
+                pos_weight=args.pos_weight,
+                max_length=args.max_length,
+                seed=seed,
+                logging_steps=100,
+                report_to="none",
+                disable_tqdm=True,
+            )
+        record["train_seconds"] = time.perf_counter() - started
+        print(
+            f"  {len(pairs)} pairs ({record['positive_pairs']} positive), mined and trained in "
+            f"{record['train_seconds'] / 60:.1f} min",
+            flush=True,
+        )
+        evaluator = CoverageEvaluator(
+            *views,
+            target_precisions=table_quality.TARGET_PRECISIONS,
+            precision_at_k=table_quality.PRECISION_AT_K,
+            batch_size=args.eval_batch_size,
+            show_progress_bar=False,
+            pair_head=saved_pair_head(folder),
+            verifier=verifier,
+            rerank_depth=args.rerank_depth,
+        )
+        reports = evaluator.compute_reports(bi_encoder)
+        record["accept_scores"] = {}
+        for accept_score, report in reports.items():
+            entry = table_quality.report_record(report)
+            entry["metrics"]["cost_ms_per_query"] = report.cost_ms_per_query
+            record["accept_scores"][accept_score] = entry
+            m = entry["metrics"]
+            print(
+                f"  {accept_score:16s} P@1 {table_quality.value(m['p@1'])}  C@1@90 {table_quality.value(m['c@1_p90'])}"
+                f" (prec. {table_quality.value(m['c@1_p90_precision'])})  C@1@95 {table_quality.value(m['c@1_p95'])}"
+                f" (prec. {table_quality.value(m['c@1_p95_precision'])})  {report.cost_ms_per_query:.2f} ms/query",
+                flush=True,
+            )
+        record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        runs = [run for run in runs if (run["arm"], run["seed"]) != (name, seed)] + [record]
+        results = {"settings": settings, "runs": runs, "summary": table_quality.summarise(runs)}
+        write_atomically(args.output, json.dumps(results, indent=1, allow_nan=False).encode())
+        del bi_encoder, verifier, evaluator
+        gc.collect()
+
+    results = json.loads(args.output.read_text())
+    print(f"\n### {args.dataset}: block view, test (thresholds calibrated on valid; mean ± std over seeds)\n")
+    print("| bi-encoder [accept score] | seeds | " + " | ".join(header for _, header in COLUMNS) + " |")
+    print("|---|---|" + "---|" * len(COLUMNS))
+    for row, entry in results["summary"].items():
+        figures = " | ".join(table_quality.cell(entry["figures"].get(metric)) for metric, _ in COLUMNS)
+        print(f"| {row} | {' '.join(map(str, entry['seeds']))} | {figures} |")
+    print(f"\nevery figure: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
