@@ -1,7 +1,11 @@
 """alc_hf: train embedding models whose similarity threshold can be trusted (ALC + TCM for sentence-transformers)."""
 
-from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+from alc_hf._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = ["ALCLoss", "HardestNegativeTripletLoss", "MultiPositiveSoftmaxLoss", "PairHead", "TCMLoss", "__version__"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {"alc_hf.losses": ("ALCLoss", "HardestNegativeTripletLoss", "MultiPositiveSoftmaxLoss", "PairHead", "TCMLoss")},
+)
+__all__ += ["__version__"]

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alc_hf.data.sources import DATA_SOURCES
+from alc_hf.data.views import DATA_SOURCES
 from alc_hf.evaluation.accept import ACCEPT_SCORES
-from alc_hf.metrics.coverage import CALIBRATION_METHODS
+from alc_hf.metrics import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError
 
 
@@ -70,9 +70,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from alc_hf.data.views import evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
-    from alc_hf.evaluation.report import accept_score_table, write_reports
-    from alc_hf.evaluation.views import evaluation_views
+    from alc_hf.evaluation.outputs import write_reports
+    from alc_hf.evaluation.report import accept_score_table
     from alc_hf.losses.pair_head import saved_pair_head
     from alc_hf.models import load_encoder
     from alc_hf.verifier import load_verifier

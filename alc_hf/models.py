@@ -1,10 +1,13 @@
-"""Loading the encoder to fine-tune, offline when the packaged all-MiniLM-L6-v2 is installed."""
+"""Loading the encoder to fine-tune (offline when the packaged all-MiniLM-L6-v2 is installed), and embedding texts with
+it the way every part of alc_hf does."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -40,3 +43,16 @@ def load_encoder(name_or_path: str = DEFAULT_MODEL, device: str | None = None) -
             )
         )
         raise ModelLoadError(f"cannot load the encoder {name_or_path!r}.{hint}") from error
+
+
+def embed_texts(
+    encode: Callable[..., np.ndarray], texts: list[str], batch_size: int, show_progress_bar: bool = False
+) -> np.ndarray:
+    """L2-normalised float32 embeddings of ``texts`` from a model's ``encode_query`` or ``encode_document``."""
+    return encode(
+        texts,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+    ).astype(np.float32, copy=False)

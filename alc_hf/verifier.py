@@ -34,8 +34,8 @@ from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from torch import nn
 from transformers import set_seed
 
-from alc_hf.data.xmc import XMCData
-from alc_hf.models import DEFAULT_MODEL, ModelLoadError, resolve_model_path
+from alc_hf.data.query_labels import XMCData
+from alc_hf.models import DEFAULT_MODEL, ModelLoadError, embed_texts, resolve_model_path
 from alc_hf.retrieval import LabelIndex
 
 logger = logging.getLogger(__name__)
@@ -138,10 +138,6 @@ def mined_negative_pairs(
     sentence-transformers' ``mine_hard_negatives`` is not used: it identifies a query and a label by their text (it
     deduplicates both), so it cannot keep the filter pairs out, and it merges distinct queries that share a text.
     """
-    # Imported here so that the evaluation package can import this module (the verifier as an accept score) without
-    # an import cycle.
-    from alc_hf.evaluation.coverage import embed_texts
-
     label_embeddings = embed_texts(bi_encoder.encode_document, data.labels, batch_size, show_progress_bar)
     query_embeddings = embed_texts(bi_encoder.encode_query, data.queries, batch_size, show_progress_bar)
     excluded = np.concatenate([data.filter_pairs, _positive_pairs(data)])

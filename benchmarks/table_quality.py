@@ -35,7 +35,6 @@ import argparse
 import gc
 import json
 import logging
-import math
 import statistics
 import sys
 import tempfile
@@ -65,8 +64,10 @@ from alc_hf.data import (
 )
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport
 from alc_hf.evaluation.report import write_atomically
+from alc_hf.losses.base import loss_chain
+from alc_hf.metrics import finite_or_none
 from alc_hf.models import DEFAULT_MODEL, load_encoder
-from alc_hf.pipeline import build_loss, find_pair_head, pair_head_learning_rates
+from alc_hf.training.config import build_loss, find_pair_head, pair_head_learning_rates
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -185,11 +186,7 @@ def build_arm_loss(model: SentenceTransformer, arm: str, loss_options: dict[str,
 
 
 def describe_loss_chain(loss: nn.Module) -> list[dict[str, Any]]:
-    chain = []
-    while loss is not None:
-        chain.append({"loss": type(loss).__name__, **loss.get_config_dict()})
-        loss = getattr(loss, "loss", None)
-    return chain
+    return [{"loss": type(part).__name__, **part.get_config_dict()} for part in loss_chain(loss)]
 
 
 class Progress(TrainerCallback):
@@ -315,10 +312,6 @@ def evaluate(
         pair_head=pair_head,
     )
     return evaluator.compute_reports(model)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def report_record(report: CoverageReport) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alc_hf.data.catalog import SPLIT_RATES, SPLITS, builtin_catalog, catalog_products, max_num_products
-from alc_hf.data.xmc import XMCData
+from alc_hf.data.query_labels import XMCData
 
 NUM_PRODUCTS = 3000
 

@@ -16,10 +16,10 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 
 from alc_hf import TCMLoss
 from alc_hf.cli import main as cli_main
-from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_view, read_product_tables
-from alc_hf.data.training import training_rows
+from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_view, table_split
+from alc_hf.data.rows import training_rows
+from alc_hf.data.views import evaluation_views
 from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, predict_split
-from alc_hf.evaluation.views import evaluation_views
 from alc_hf.metrics import calibrate_threshold, coverage_at_threshold, opis, precision_at_k
 from alc_hf.retrieval import LabelIndex
 from tests.conftest import SHARED_DATA
@@ -213,8 +213,8 @@ def test_console_script_reports_bad_input_without_a_traceback(tmp_path):
 
 @pytest.mark.shared_data
 def test_wdc_block_view_counts_queries_without_a_match(tiny_model):
-    calibration = evaluation_view(read_product_tables(WDC_DIR, split="valid"), candidates="labelled")
-    test = evaluation_view(read_product_tables(WDC_DIR, split="test"), candidates="labelled")
+    calibration = evaluation_view(table_split(WDC_DIR, split="valid"), candidates="labelled")
+    test = evaluation_view(table_split(WDC_DIR, split="test"), candidates="labelled")
     report = CoverageEvaluator(calibration, test, batch_size=256).compute_report(tiny_model)
     assert (report.test.num_queries, report.test.num_with_match) == (1000, 500)
     # Half the test queries have no match: at most half can be right.

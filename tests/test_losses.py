@@ -12,7 +12,8 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 
 from alc_hf import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
-from alc_hf.losses.batch import ScoredBatch, label_ids_from_texts
+from alc_hf.losses.base import ScoredBatch, label_ids_from_texts
+from alc_hf.training.config import build_loss
 
 QUERIES = ["sony wh1000 black", "apple iphone 15 128gb", "usb c cable 2m", "dell xps 13 laptop", "bose qc45 white"]
 LABELS = ["Sony WH-1000XM5 Black", "Apple iPhone 15 Blue", "USB-C Cable 2m", "Dell XPS 13 9340", "Bose QC45 White"]
@@ -40,7 +41,7 @@ class ForwardCounter:
     "build",
     [
         lambda m: TCMLoss(m, base_loss=ALCLoss(m)),
-        lambda m: TCMLoss(m, base_loss=ALCLoss(m, base_loss="triplet")),
+        lambda m: TCMLoss(m, base_loss=ALCLoss(m, base_loss=HardestNegativeTripletLoss(m))),
         lambda m: ALCLoss(m, base_loss=MultipleNegativesRankingLoss(m)),
         lambda m: TCMLoss(m, base_loss=MultipleNegativesRankingLoss(m)),
     ],
@@ -188,7 +189,7 @@ def test_label_column_width_is_checked(tiny_model):
         (lambda m: ALCLoss(m, qb_weight=float("nan")), "qb_weight must be >= 0"),
         (lambda m: ALCLoss(m, num_negatives=0), r"num_negatives \(k\) must be >= 1, got 0"),
         (lambda m: HardestNegativeTripletLoss(m, num_negatives=0), r"num_negatives \(k\) must be >= 1"),
-        (lambda m: ALCLoss(m, base_loss="infonce"), "unknown base_loss 'infonce'"),
+        (lambda m: build_loss(m, base_loss="infonce"), "unknown base_loss 'infonce'"),
         (lambda m: MultiPositiveSoftmaxLoss(m, scale=0), "scale must be > 0"),
     ],
 )

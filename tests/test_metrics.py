@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from alc_hf.data import RaggedIds
+from alc_hf.evaluation.coverage_metric.calibration import clopper_pearson_lower
 from alc_hf.metrics import (
     calibrate_threshold,
     coverage_at_k,
@@ -23,7 +24,6 @@ from alc_hf.metrics import (
     precision_from_relevance,
     relevance_matrix,
 )
-from alc_hf.metrics.coverage import clopper_pearson_lower
 
 NEG_INF = -math.inf
 
@@ -472,7 +472,7 @@ def test_calibrate_clopper_pearson_hand_computed():
     ],
 )
 def test_calibrate_unreachable_target(scores, correct, target, method, caplog):
-    with caplog.at_level(logging.WARNING, logger="alc_hf.metrics.coverage"):
+    with caplog.at_level(logging.WARNING, logger="alc_hf.evaluation.coverage_metric.calibration"):
         result = calibrate_threshold(scores, correct, target, method=method)
     assert result.threshold == math.inf
     assert result.coverage == 0.0

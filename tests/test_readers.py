@@ -1,4 +1,5 @@
-"""Tests of alc_hf.data.readers on small files written in each exact format, and on the real shared data."""
+"""Tests of the readers (alc_hf.data.xmc, alc_hf.data.tables) on small files written in each exact format, and on the
+real shared data."""
 
 from __future__ import annotations
 
@@ -13,14 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alc_hf.data.readers import (
-    DataFormatError,
-    normalise_text,
-    read_filter_pairs,
-    read_product_tables,
-    read_xmc,
-)
-from alc_hf.data.sources import wdc_catalog_split
+from alc_hf.data.formats import DataFormatError, normalise_text
+from alc_hf.data.tables import read_product_tables
+from alc_hf.data.views import table_split, wdc_catalog_split
+from alc_hf.data.xmc import read_filter_pairs, read_xmc
 from tests.conftest import SHARED_DATA
 
 LF_DIR = SHARED_DATA / "lf_amazontitles_131k_partial"
@@ -204,7 +201,7 @@ def test_read_xmc_skip_bad_rows_json(tmp_path: Path, caplog: pytest.LogCaptureFi
     ]
     make_json_dir(tmp_path, queries=queries)
     (tmp_path / "filter_labels_train.txt").write_text("0 1\n1 0\n2 0\n3 1\n")
-    with caplog.at_level(logging.WARNING, logger="alc_hf.data.readers"):
+    with caplog.at_level(logging.WARNING, logger="alc_hf.data.formats"):
         data = read_xmc(tmp_path, "trn", skip_bad_rows=True)
     assert data.queries == ["Shoe", "Sock"]
     assert rows_of(data.positives) == [[0, 2], [2]]
@@ -319,7 +316,7 @@ TEST = "a1,b2,0,8,8,x\na0,b0,1,1,2,x\na0,b2,0,7,8,x\na1,b4,0,8,8,x\n"
 
 def test_read_product_tables_small(tmp_path: Path) -> None:
     make_tables(tmp_path, TABLE_A, TABLE_B, TRAIN, VALID, TEST)
-    data = read_product_tables(tmp_path, "test")
+    data = table_split(tmp_path, "test")
     assert data.queries == ["Jabra Evolve 75", "Sony Sony WH-1000XM3 Black"]  # first-appearance order: a1, a0
     assert data.labels == [
         "sony WH1000XM3  black!",
@@ -334,12 +331,12 @@ def test_read_product_tables_small(tmp_path: Path) -> None:
     assert sorted(map(tuple, data.filter_pairs.tolist())) == [(0, 3), (1, 1)]
     assert "test" in data.source
 
-    all_gt = read_product_tables(tmp_path, "test", ground_truth="all_splits")
+    all_gt = table_split(tmp_path, "test", ground_truth="all_splits")
     assert rows_of(all_gt.positives) == [[3], [0]]  # a1's positive b3 comes from valid
     assert sorted(map(tuple, all_gt.filter_pairs.tolist())) == [(1, 1)]  # b3 is now a positive of a1
     assert rows_of(all_gt.negatives) == rows_of(data.negatives)
 
-    title_only = read_product_tables(tmp_path, "train", text_fields=("title",))
+    title_only = table_split(tmp_path, "train", text_fields=("title",))
     assert title_only.queries == ["Sony WH-1000XM3 Black", "Widget"]
     assert title_only.labels[4] == "Gadget"
     assert rows_of(title_only.positives) == [[], [4]]
@@ -359,11 +356,11 @@ def test_read_product_tables_options_and_missing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'train', 'valid', 'test'"):
         read_product_tables(tmp_path, "tst")
     with pytest.raises(ValueError, match="all_splits"):
-        read_product_tables(tmp_path, "test", ground_truth="clusters")
+        table_split(tmp_path, "test", ground_truth="clusters")
     (tmp_path / "valid.csv").unlink()
     assert read_product_tables(tmp_path, "test").num_queries == 2  # valid.csv is not needed for the split view
     with pytest.raises(FileNotFoundError, match=r"valid\.csv"):
-        read_product_tables(tmp_path, "test", ground_truth="all_splits")
+        table_split(tmp_path, "test", ground_truth="all_splits")
 
 
 def test_read_product_tables_missing_columns(tmp_path: Path) -> None:
@@ -405,8 +402,8 @@ def test_read_product_tables_skip_bad_rows(tmp_path: Path, caplog: pytest.LogCap
     table_a = TABLE_A + "a3,,,,4,1,,\n"
     test_csv = "a0,b0,1,1,1,x\na3,b4,0,1,1,x\na1,b2,1,1,1,x\na2,b4,1,1,1,x\na2,b9,0,1,1,x\na9,b0,1,1,1,x\n"
     make_tables(tmp_path, table_a, TABLE_B, TRAIN, VALID, test_csv)
-    with caplog.at_level(logging.WARNING, logger="alc_hf.data.readers"):
-        data = read_product_tables(tmp_path, "test", skip_bad_rows=True)
+    with caplog.at_level(logging.WARNING, logger="alc_hf.data.formats"):
+        data = table_split(tmp_path, "test", skip_bad_rows=True)
     assert data.queries == ["Sony Sony WH-1000XM3 Black", "Jabra Evolve 75"]
     assert rows_of(data.positives) == [[0], [2]]
     assert [place for place, _ in data.skipped] == ["test.csv:3", "test.csv:6", "test.csv:7"]
@@ -418,7 +415,7 @@ def test_read_product_tables_skip_bad_rows(tmp_path: Path, caplog: pytest.LogCap
 
 @pytest.mark.shared_data
 def test_read_product_tables_real_wdc() -> None:
-    test = read_product_tables(WDC_DIR, "test")
+    test = table_split(WDC_DIR, "test")
     assert test.num_queries == 1000 and test.num_labels == 5000
     counts = test.positives.lengths()
     assert (counts == 1).sum() == 500 and (counts == 0).sum() == 500
@@ -440,11 +437,11 @@ def test_read_product_tables_real_wdc() -> None:
     got_neg = set(zip(test.negatives.row_of_each_id().tolist(), test.negatives.ids.tolist(), strict=True))
     assert got_pos == expected_pos and got_neg == expected_neg
 
-    valid = read_product_tables(WDC_DIR, "valid")
+    valid = table_split(WDC_DIR, "valid")
     assert valid.num_queries == 3535
     assert (valid.positives.lengths() > 0).sum() == 2001
 
-    for data in (test, valid, read_product_tables(WDC_DIR, "test", ground_truth="all_splits")):
+    for data in (test, valid, table_split(WDC_DIR, "test", ground_truth="all_splits")):
         assert len(data.filter_pairs) > 0
         positives = set(zip(data.positives.row_of_each_id().tolist(), data.positives.ids.tolist(), strict=True))
         assert not positives & set(map(tuple, data.filter_pairs.tolist()))

@@ -19,7 +19,9 @@ from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from alc_hf import ALCLoss, PairHead, TCMLoss
-from alc_hf.pipeline import HubUnavailableError, LoraUnavailableError, build_loss
+from alc_hf.training.config import LossArguments, build_loss
+from alc_hf.training.hub import HubUnavailableError
+from alc_hf.training.lora import LoraUnavailableError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE = REPO_ROOT / "recipes" / "train_alc.py"
@@ -256,7 +258,7 @@ def test_loss_defaults_are_the_loss_classes_own():
         for name, parameter in inspect.signature(loss_class.__init__).parameters.items():
             if parameter.default is not inspect.Parameter.empty and name != "gather_across_devices":
                 own[name] = parameter.default
-    recipe = {field.name: field.default for field in dataclasses.fields(load_recipe().LossArguments)}
+    recipe = {field.name: field.default for field in dataclasses.fields(LossArguments)}
     built = {name: p.default for name, p in inspect.signature(build_loss).parameters.items()}
     for name in (
         "ql_weight",

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from alc_hf.data.query_labels import RaggedIds, XMCData
+from alc_hf.data.rows import training_rows
 from alc_hf.data.synthetic import XMCShape, write_xmc_like
-from alc_hf.data.training import evaluation_view, padded_rows, training_rows
-from alc_hf.data.xmc import RaggedIds, XMCData
+from alc_hf.data.views import evaluation_view
 from tests.conftest import SHARED_DATA
 
 
@@ -68,9 +69,10 @@ def test_rows_reject_bad_options_and_empty_data():
 
 def test_padded_rows_matches_a_loop():
     lists = [[4, 1], [], [7, 8, 9, 3], [2]]
-    table = padded_rows(RaggedIds.from_lists(lists), 3)
+    table = RaggedIds.from_lists(lists).padded(3)
     for row, ids in zip(table.tolist(), lists, strict=True):
         assert row == (ids[:3] + [-1] * 3)[:3]
+    assert RaggedIds.from_lists(lists).padded().shape == (4, 4)
 
 
 def test_rows_train_with_alc_loss(tiny_model):

@@ -1,34 +1,25 @@
-"""Product data for training and evaluation: readers, training rows, evaluation views, generators."""
+"""Product data for training and evaluation: the query–label form, readers, training rows, samplers, evaluation
+views and the built-in catalog. Parts are imported on first use (the NumPy-only ones never load torch)."""
 
-from alc_hf.data.catalog import builtin_catalog
-from alc_hf.data.clustered import (
-    ClusteredBatchSampler,
-    ClusterRefreshCallback,
-    batch_hardness,
-    hardest_negative_cosines,
+from alc_hf._lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "alc_hf.data.query_labels": ("RaggedIds", "XMCData"),
+        "alc_hf.data.formats": ("DataFormatError",),
+        "alc_hf.data.xmc": ("read_filter_pairs", "read_xmc"),
+        "alc_hf.data.tables": ("read_product_tables",),
+        "alc_hf.data.views": ("EvaluationView", "evaluation_view", "evaluation_views", "table_split"),
+        "alc_hf.data.catalog": ("builtin_catalog",),
+        "alc_hf.data.examples": ("product_pairs",),
+        "alc_hf.data.rows": ("training_rows",),
+        "alc_hf.data.sampler": ("OneRowPerQueryBatchSampler", "UniqueQueryLabelBatchSampler"),
+        "alc_hf.data.clustered": (
+            "ClusterRefreshCallback",
+            "ClusteredBatchSampler",
+            "batch_hardness",
+            "hardest_negative_cosines",
+        ),
+    },
 )
-from alc_hf.data.examples import product_pairs
-from alc_hf.data.readers import DataFormatError, read_filter_pairs, read_product_tables, read_xmc
-from alc_hf.data.sampler import OneRowPerQueryBatchSampler, UniqueQueryLabelBatchSampler
-from alc_hf.data.training import EvaluationView, evaluation_view, training_rows
-from alc_hf.data.xmc import RaggedIds, XMCData
-
-__all__ = [
-    "ClusterRefreshCallback",
-    "ClusteredBatchSampler",
-    "DataFormatError",
-    "EvaluationView",
-    "OneRowPerQueryBatchSampler",
-    "RaggedIds",
-    "UniqueQueryLabelBatchSampler",
-    "XMCData",
-    "batch_hardness",
-    "builtin_catalog",
-    "evaluation_view",
-    "hardest_negative_cosines",
-    "product_pairs",
-    "read_filter_pairs",
-    "read_product_tables",
-    "read_xmc",
-    "training_rows",
-]

@@ -26,7 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from alc_hf.data.xmc import RaggedIds, XMCData
+from alc_hf.data.formats import normalise_text
+from alc_hf.data.query_labels import RaggedIds, XMCData
 
 SPLITS: tuple[str, ...] = ("trn", "val", "tst")
 # Offers per catalog product in each split.
@@ -647,10 +648,6 @@ class _OfferWriter:
         return sorted(picked)
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 @lru_cache(maxsize=16)
 def _split_offers(
     seed: int, num_products: int, split: str
@@ -658,7 +655,7 @@ def _split_offers(
     products = _catalog(seed, num_products)
     used: set[str] = set()
     for earlier in _GENERATION_ORDER[: _GENERATION_ORDER.index(split)]:
-        used.update(_normalise(text) for text in _split_offers(seed, num_products, earlier)[0])
+        used.update(normalise_text(text) for text in _split_offers(seed, num_products, earlier)[0])
     rng = random.Random(f"alc_hf.catalog:{seed}:{_STREAM[split]}")
     writer = _OfferWriter(products, rng)
     target = max(1, round(SPLIT_RATES[split] * num_products))
@@ -671,7 +668,7 @@ def _split_offers(
         if attempts > 50 * target:
             raise RuntimeError(f"could not write {target} distinct offers for split {split!r}")
         text, pos = writer.offer(rng.choice(products))
-        key = _normalise(text)
+        key = normalise_text(text)
         if key in used:
             continue
         used.add(key)

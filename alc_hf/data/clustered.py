@@ -8,30 +8,9 @@ keeping the guarantees of :class:`~alc_hf.data.sampler.UniqueQueryLabelBatchSamp
 in a batch, every row once per epoch, deterministic per seed and epoch. :class:`ClusterRefreshCallback` re-embeds
 with the model being trained and hands the embeddings to the sampler; :func:`batch_hardness` measures the result.
 
-Usage::
-
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-
-    from alc_hf.data.clustered import ClusteredBatchSampler, ClusterRefreshCallback
-
-    args = SentenceTransformerTrainingArguments(
-        output_dir="out",
-        per_device_train_batch_size=64,
-        batch_sampler=ClusteredBatchSampler.configure(cluster_size=4),  # cluster_by="label" clusters the labels
-    )
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=rows,
-        loss=loss,
-        # embed before the first epoch, then again at the start of every epoch (every_n_steps=... for mid-epoch)
-        callbacks=[ClusterRefreshCallback(refresh_at_start=True)],
-    )
-    trainer.train()
-
-The callback finds the sampler in the trainer's training dataloader, so nothing else needs wiring; outside the
-trainer, call :meth:`ClusteredBatchSampler.set_embeddings` yourself (the rows of the array follow
-:meth:`ClusteredBatchSampler.embedding_texts`).
+Usage: see :class:`ClusterRefreshCallback`'s example and docs/data.md. The callback finds the sampler in the
+trainer's training dataloader, so nothing else needs wiring; outside the trainer, call
+:meth:`ClusteredBatchSampler.set_embeddings` yourself (rows follow :meth:`ClusteredBatchSampler.embedding_texts`).
 """
 
 from __future__ import annotations
@@ -51,7 +30,9 @@ from sentence_transformers.util import get_rank, get_world_size
 from sentence_transformers.util.distributed import distributed_evaluation
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from alc_hf.data.query_labels import RaggedIds, checked_row_norms
 from alc_hf.data.sampler import UniqueQueryLabelBatchSampler, _dense_ids, _group_ranks, pack_unique_batches
+from alc_hf.models import embed_texts
 
 __all__ = [
     "CLUSTER_BY",
@@ -133,20 +114,9 @@ def _normalised_rows(embeddings: np.ndarray) -> np.ndarray:
         raise ValueError(f"embeddings must be a 2-D [n, dim] array with dim >= 1, got shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise ValueError(f"embeddings must hold real numbers, got dtype {array.dtype}")
+    norms = checked_row_norms(array, "embeddings")
     vectors = np.ascontiguousarray(array, dtype=np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    unusable = ~np.isfinite(norms) | (norms == 0)
-    if unusable.any():
-        row = int(np.flatnonzero(unusable)[0])
-        if not np.isfinite(vectors[row]).all():
-            problem = "holds NaN or inf (as float32); every value must be finite"
-        elif norms[row] == 0:
-            problem = "is all zeros and has no direction to cluster by"
-        else:
-            problem = "has a norm that overflows float32"
-        raise ValueError(f"embeddings row {row} {problem}")
-    if np.abs(norms - 1).max() <= _UNIT_NORM_TOLERANCE:
+    if np.abs(norms - 1).max(initial=0) <= _UNIT_NORM_TOLERANCE:
         return vectors
     if np.may_share_memory(vectors, array):
         return vectors / norms[:, None]
@@ -257,8 +227,7 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
     model being trained. Until there are embeddings the batches are the parent's random ones (logged once).
 
     Args:
-        dataset, batch_size, drop_last, valid_label_columns, generator, seed: as the trainer passes them (see the
-            parent).
+        dataset, *args: as the trainer passes them (see the parent: batch_size, drop_last, ..., seed).
         cluster_by: ``"query"`` or ``"label"`` (the first entry of the ``label`` column, else the positive text).
         cluster_size: items per cluster, >= 1.
         embeddings: initial embeddings, as for :meth:`set_embeddings` (pass them on every process).
@@ -276,11 +245,7 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
     def __init__(
         self,
         dataset: Dataset,
-        batch_size: int,
-        drop_last: bool,
-        valid_label_columns: list[str] | None = None,
-        generator: torch.Generator | None = None,
-        seed: int = 0,
+        *args: Any,
         cluster_by: str = "query",
         cluster_size: int = 4,
         embeddings: np.ndarray | None = None,
@@ -289,7 +254,7 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
         if cluster_by not in CLUSTER_BY:
             raise ValueError(f"cluster_by must be one of {CLUSTER_BY}, got {cluster_by!r}")
         self.cluster_size = _checked_cluster_size(cluster_size)
-        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed, **options)
+        super().__init__(dataset, *args, **options)
         self.dataset = dataset
         self.cluster_by = cluster_by
         self.item_ids = self.query_ids if cluster_by == "query" else self.label_ids
@@ -509,9 +474,6 @@ class ClusterRefreshCallback(TrainerCallback):
     def refresh(self, model: Any, train_dataloader: Any = None) -> None:
         """Embed the sampler's items with ``model`` and hand the embeddings to the sampler (collective under
         several processes: call it on every process)."""
-        # Imported here: alc_hf.evaluation imports alc_hf.data.
-        from alc_hf.evaluation.coverage import embed_texts
-
         sampler = self.sampler if self.sampler is not None else find_clustered_sampler(train_dataloader)
         encode = getattr(model, "encode_query" if sampler.cluster_by == "query" else "encode_document", model.encode)
         was_training = model.training
@@ -564,17 +526,13 @@ def hardest_negative_cosines(
         if positive_ids.ndim != 2 or positive_ids.shape[0] != num_rows:
             raise ValueError(f"positive_ids must be [{num_rows}, width], got shape {positive_ids.shape}")
     hardest = np.full(num_rows, np.nan, dtype=np.float32)
-    lengths = np.fromiter(map(len, batches), dtype=np.int64, count=len(batches))
-    if lengths.sum() == 0:
+    plan = RaggedIds.from_lists(batches)
+    if plan.ids.size == 0:
         return hardest
-    flat = np.fromiter((row for batch in batches for row in batch), dtype=np.int64, count=int(lengths.sum()))
-    if flat.min() < 0 or flat.max() >= num_rows:
+    if plan.ids.min() < 0 or plan.ids.max() >= num_rows:
         raise ValueError(f"batches hold row indices outside [0, {num_rows})")
-    width = int(lengths.max())
-    padded = np.full((len(batches), width), -1, dtype=np.int64)
-    position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    padded[np.repeat(np.arange(len(batches)), lengths), position] = flat
-    step = max(1, _HARDNESS_BLOCK // (width * queries.shape[1]))
+    padded = plan.padded()
+    step = max(1, _HARDNESS_BLOCK // (padded.shape[1] * queries.shape[1]))
     for start in range(0, len(batches), step):
         rows = padded[start : start + step]
         valid = rows >= 0

@@ -6,20 +6,9 @@ would push a true positive away. :class:`UniqueQueryLabelBatchSampler` plans eac
 query (``anchor`` text) and the label (first entry of the ``label`` column, else the ``positive`` text) are unique
 within every batch.
 
-Usage::
-
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-
-    from alc_hf.data.sampler import OneRowPerQueryBatchSampler, UniqueQueryLabelBatchSampler
-
-    args = SentenceTransformerTrainingArguments(
-        output_dir="out",
-        per_device_train_batch_size=64,
-        batch_sampler=UniqueQueryLabelBatchSampler,  # every row once per epoch
-        # batch_sampler=OneRowPerQueryBatchSampler,  # one random positive per query per epoch
-        # batch_sampler=UniqueQueryLabelBatchSampler.configure(one_row_per_query=True, query_column="query"),
-    )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=rows, loss=loss)
+Usage: ``SentenceTransformerTrainingArguments(batch_sampler=UniqueQueryLabelBatchSampler)`` (every row once per
+epoch), ``OneRowPerQueryBatchSampler`` (one random positive per query per epoch), or
+``UniqueQueryLabelBatchSampler.configure(one_row_per_query=True, query_column="query")``.
 
 The trainer builds the sampler itself with ``(dataset, batch_size=, drop_last=, valid_label_columns=, generator=,
 seed=)``, so extra options go through :meth:`UniqueQueryLabelBatchSampler.configure` (a ``functools.partial``,
@@ -389,15 +378,6 @@ class OneRowPerQueryBatchSampler(UniqueQueryLabelBatchSampler):
     """:class:`UniqueQueryLabelBatchSampler` with ``one_row_per_query=True``: each epoch uses one random positive
     row per query (deterministic per seed and epoch)."""
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        batch_size: int,
-        drop_last: bool,
-        valid_label_columns: list[str] | None = None,
-        generator: torch.Generator | None = None,
-        seed: int = 0,
-        **options: Any,
-    ) -> None:
+    def __init__(self, dataset: Dataset, *args: Any, **options: Any) -> None:
         options.setdefault("one_row_per_query", True)
-        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed, **options)
+        super().__init__(dataset, *args, **options)

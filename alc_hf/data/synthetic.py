@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alc_hf.data.xmc import RaggedIds
+from alc_hf.data.query_labels import RaggedIds
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,8 @@ def _titles(rng: np.random.Generator, count: int, vocabulary: np.ndarray) -> lis
 def _targets(rng: np.random.Generator, count: int, shape: XMCShape) -> RaggedIds:
     # 1 + Poisson(mean - 1) labels per query, drawn without repetition within a query.
     lengths = 1 + rng.poisson(shape.mean_labels_per_query - 1, size=count)
-    offsets = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    ids = rng.integers(0, shape.num_labels, size=int(offsets[-1]))
-    rows = RaggedIds(offsets, ids)
+    rows = RaggedIds.from_lengths(lengths, rng.integers(0, shape.num_labels, size=int(lengths.sum())))
+    offsets = rows.offsets
     # Rare repeats within a row are shifted to a neighbouring label, which keeps the counts exact.
     for row in np.flatnonzero(lengths > 1):
         labels = rows[row]

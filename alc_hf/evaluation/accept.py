@@ -14,14 +14,16 @@ the same protocol: a threshold calibrated on the calibration split for the targe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 
-from alc_hf.data import EvaluationView
-from alc_hf.evaluation.coverage import SplitPredictions
+from alc_hf.data.views import EvaluationView
+from alc_hf.evaluation.predictions import SplitPredictions
 from alc_hf.losses import PairHead
 
 ACCEPT_SCORES = ("cosine", "pair_head", "combined", "verifier", "verifier_rerank")
@@ -63,49 +65,27 @@ def with_scores(predictions: SplitPredictions, scores: np.ndarray) -> SplitPredi
     return replace(predictions, scores=scores)
 
 
-def sigmoid(values: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-values))
+def fit_logistic_regression(
+    features: np.ndarray, targets: np.ndarray, ridge: float = 1e-3
+) -> Callable[[np.ndarray], np.ndarray]:
+    """scikit-learn's logistic regression on standardised ``features``, with a small ridge penalty (``ridge`` per
+    example: the classes are often separable on a few features, where the unpenalised fit diverges); returns the
+    function giving the probability of the positive class. One class alone gives its constant probability."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-
-@dataclass(frozen=True)
-class LogisticRegression:
-    """``p = sigmoid(bias + weights · (x - mean) / scale)``, fitted by Newton's method with a small ridge penalty
-    (the classes are often separable on a few features, where the unpenalised fit diverges)."""
-
-    bias: float
-    weights: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(
-        cls, features: np.ndarray, targets: np.ndarray, ridge: float = 1e-3, iterations: int = 50
-    ) -> LogisticRegression:
-        features = np.asarray(features, dtype=np.float64)
-        targets = np.asarray(targets, dtype=np.float64)
-        if features.ndim != 2 or features.shape[0] != targets.shape[0] or features.shape[0] == 0:
-            raise ValueError(f"features must be [n, m] with n = {targets.shape[0]} > 0 targets, got {features.shape}")
-        if not np.isfinite(features).all():
-            raise ValueError("features must be finite")
-        mean, scale = features.mean(axis=0), features.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        design = np.column_stack([np.ones(len(features)), (features - mean) / scale])
-        theta = np.zeros(design.shape[1])
-        penalty = ridge * len(features) * np.diag([0.0, *np.ones(design.shape[1] - 1)])
-        for _ in range(iterations):
-            probability = sigmoid(design @ theta)
-            gradient = design.T @ (probability - targets) + penalty @ theta
-            hessian = (design * (probability * (1 - probability))[:, None]).T @ design + penalty
-            step = np.linalg.solve(hessian + 1e-9 * np.eye(len(theta)), gradient)
-            theta -= step
-            if np.abs(step).max() < 1e-10:
-                break
-        return cls(float(theta[0]), theta[1:], mean, scale)
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        features = np.asarray(features, dtype=np.float64)
-        return sigmoid(self.bias + ((features - self.mean) / self.scale) @ self.weights)
+    features = np.asarray(features, dtype=np.float64)
+    targets = np.asarray(targets, dtype=bool)
+    if features.ndim != 2 or features.shape[0] != targets.shape[0] or features.shape[0] == 0:
+        raise ValueError(f"features must be [n, m] with n = {targets.shape[0]} > 0 targets, got {features.shape}")
+    if not np.isfinite(features).all():
+        raise ValueError("features must be finite")
+    if targets.all() or not targets.any():
+        return lambda values: np.full(len(values), float(targets[0]))
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1 / (ridge * len(features)), tol=1e-10))
+    model.fit(features, targets)
+    return lambda values: model.predict_proba(np.asarray(values, dtype=np.float64))[:, 1]
 
 
 def accept_score_predictions(
@@ -125,17 +105,22 @@ def accept_score_predictions(
         present = predictions.ids >= 0
         return np.stack([np.where(present, predictions.scores, 0.0), np.where(present, logits, 0.0)], axis=-1)
 
-    combined = LogisticRegression.fit(
+    combined = fit_logistic_regression(
         features(calibration, calibration_logits)[scored, 0], calibration.correct[scored, 0]
     )
+
+    def combined_scores(predictions: SplitPredictions, logits: np.ndarray) -> np.ndarray:
+        values = features(predictions, logits)
+        return combined(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
+
     return {
         "pair_head": (
-            with_scores(calibration, sigmoid(calibration_logits)),
-            with_scores(test, sigmoid(test_logits)),
+            with_scores(calibration, expit(calibration_logits)),
+            with_scores(test, expit(test_logits)),
         ),
         "combined": (
-            with_scores(calibration, combined.predict(features(calibration, calibration_logits))),
-            with_scores(test, combined.predict(features(test, test_logits))),
+            with_scores(calibration, combined_scores(calibration, calibration_logits)),
+            with_scores(test, combined_scores(test, test_logits)),
         ),
     }
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-from alc_hf.data import EvaluationView
+from alc_hf.data.views import EvaluationView
 from alc_hf.evaluation.accept import (
     ACCEPT_SCORES,
     PAIR_HEAD_SCORES,
@@ -22,10 +22,11 @@ from alc_hf.evaluation.accept import (
     pair_head_logits,
     verifier_predictions,
 )
-from alc_hf.evaluation.coverage import check_view, coverage_report, embed_texts, predict_split
-from alc_hf.evaluation.report import CoverageReport, target_name
+from alc_hf.evaluation.predictions import check_view, coverage_report, predict_split
+from alc_hf.evaluation.report import CoverageReport
 from alc_hf.losses import PairHead
-from alc_hf.metrics.coverage import CALIBRATION_METHODS, check_target_precision
+from alc_hf.metrics import CALIBRATION_METHODS, check_target_precision, target_name
+from alc_hf.models import embed_texts
 from alc_hf.retrieval import LabelIndex
 
 logger = logging.getLogger(__name__)

@@ -6,71 +6,12 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from alc_hf.metrics import (
-    CoverageAtThreshold,
-    OPISResult,
-    ThresholdCalibration,
-    calibrate_threshold,
-    coverage_at_threshold,
-)
-
-
-def target_name(target_precision: float) -> str:
-    """``0.9 -> "p90"``, ``0.925 -> "p92.5"``: the suffix of coverage metric names."""
-    return f"p{100 * target_precision:g}"
-
-
-@dataclass(frozen=True)
-class ThresholdResult:
-    """One target precision: the threshold calibrated on the calibration split, what it does on test, and the
-    oracle (threshold chosen on test itself: an upper bound, not an honest figure)."""
-
-    calibrated: ThresholdCalibration
-    test: CoverageAtThreshold
-    oracle: ThresholdCalibration
-
-
-def threshold_results(
-    calibration_scores: np.ndarray,
-    calibration_correct: np.ndarray,
-    test_scores: np.ndarray,
-    test_correct: np.ndarray,
-    target_precisions: Sequence[float],
-    method: str = "empirical",
-    delta: float = 0.05,
-) -> list[ThresholdResult]:
-    """Calibrate a threshold per target on the calibration predictions and apply it to the test predictions."""
-    results = []
-    for target in target_precisions:
-        calibrated = calibrate_threshold(calibration_scores, calibration_correct, target, method, delta)
-        results.append(
-            ThresholdResult(
-                calibrated=calibrated,
-                test=coverage_at_threshold(test_scores, test_correct, calibrated.threshold),
-                oracle=calibrate_threshold(test_scores, test_correct, target, method, delta),
-            )
-        )
-    return results
-
-
-def threshold_metrics(results: Sequence[ThresholdResult], prefix: str) -> dict[str, float]:
-    """Flat metrics: ``{prefix}_p90`` (test coverage at the calibrated threshold), ``_precision`` (the precision it
-    achieves on test), ``_threshold``, ``_oracle`` and ``_oracle_threshold``."""
-    metrics = {}
-    for result in results:
-        name = f"{prefix}_{target_name(result.calibrated.target_precision)}"
-        metrics[name] = result.test.coverage
-        metrics[f"{name}_precision"] = result.test.precision
-        metrics[f"{name}_threshold"] = result.calibrated.threshold
-        metrics[f"{name}_oracle"] = result.oracle.coverage
-        metrics[f"{name}_oracle_threshold"] = result.oracle.threshold
-    return metrics
+from alc_hf.metrics import CoverageAtThreshold, OPISResult, ThresholdResult, finite_or_none, threshold_metrics
 
 
 @dataclass(frozen=True)
@@ -111,9 +52,6 @@ class CoverageReport:
         return metrics
 
     def to_dict(self) -> dict:
-        def finite_or_none(value: float) -> float | None:
-            return value if math.isfinite(value) else None
-
         def threshold_dict(result: ThresholdResult) -> dict:
             return {
                 "target_precision": result.calibrated.target_precision,
@@ -192,12 +130,8 @@ def _format(value: float) -> str:
 
 
 def _figures(result: CoverageAtThreshold) -> dict:
-    return {
-        "coverage": result.coverage,
-        "precision": None if math.isnan(result.precision) else result.precision,
-        "num_accepted": result.num_accepted,
-        "num_predictions": result.num_predictions,
-    }
+    figures = result.to_dict()
+    return {name: figures[name] for name in ("coverage", "precision", "num_accepted", "num_predictions")}
 
 
 def write_atomically(path: Path, data: bytes) -> Path:
@@ -212,23 +146,6 @@ def write_atomically(path: Path, data: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
-
-
-def write_report(report: CoverageReport, output_dir: str | Path, stem: str = "coverage") -> tuple[Path, Path]:
-    """``{stem}.json`` (every figure) and ``{stem}.png`` (the plot) in ``output_dir``."""
-    from alc_hf.evaluation.plot import plot_report
-
-    output_dir = Path(output_dir)
-    return report.write_json(output_dir / f"{stem}.json"), plot_report(report, output_dir / f"{stem}.png")
-
-
-def write_reports(reports: dict[str, CoverageReport], output_dir: str | Path, stem: str = "coverage") -> list[Path]:
-    """:func:`write_report` for each accept score: the first as ``{stem}.json`` / ``.png``, the others as
-    ``{stem}_{accept score}.json`` / ``.png``."""
-    written = []
-    for number, (accept_score, report) in enumerate(reports.items()):
-        written += write_report(report, output_dir, stem if number == 0 else f"{stem}_{accept_score}")
-    return written
 
 
 def accept_score_table(reports: dict[str, CoverageReport]) -> str:

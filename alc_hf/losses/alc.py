@@ -7,19 +7,23 @@ import torch
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from torch import Tensor, nn
 
-from alc_hf.losses.backbones import build_base_loss
-from alc_hf.losses.batch import ScoredBatch
-from alc_hf.losses.distributed import average_gradients_across_processes, is_distributed
+from alc_hf.losses.base import (
+    ScoredBatch,
+    WrappingLoss,
+    average_gradients_across_processes,
+    check_weight,
+    is_distributed,
+)
 from alc_hf.losses.functional import hardest_negative_indices, pair_head_listwise_loss, pair_head_pointwise_loss
-from alc_hf.losses.in_batch import InBatchLoss, base_loss_parts, check_weight, describe_loss
+from alc_hf.losses.multi_positive_softmax import MultiPositiveSoftmaxLoss
 from alc_hf.losses.pair_head import PairHead
 
 
-class ALCLoss(InBatchLoss):
+class ALCLoss(WrappingLoss):
     def __init__(
         self,
         model: SentenceTransformer,
-        base_loss: str | nn.Module | None = None,
+        base_loss: nn.Module | None = None,
         ql_weight: float = 1.0,
         qb_weight: float = 1.0,
         num_negatives: int = 8,
@@ -46,9 +50,9 @@ class ALCLoss(InBatchLoss):
 
         Args:
             model: the SentenceTransformer to train.
-            base_loss: ``"softmax"`` (default, :class:`~alc_hf.losses.MultiPositiveSoftmaxLoss`), ``"triplet"``
-                (:class:`~alc_hf.losses.HardestNegativeTripletLoss`), or any loss built on ``model`` that has
-                ``compute_loss_from_embeddings``, e.g. ``MultipleNegativesRankingLoss(model)``.
+            base_loss: the loss ALC is added to, built on ``model``: an alc_hf loss (None:
+                :class:`~alc_hf.losses.MultiPositiveSoftmaxLoss`; :class:`~alc_hf.losses.HardestNegativeTripletLoss`)
+                or any loss with ``compute_loss_from_embeddings``, e.g. ``MultipleNegativesRankingLoss(model)``.
             ql_weight: β1, the weight of L_ql (>= 0).
             qb_weight: β2, the weight of L_qb (>= 0).
             num_negatives: k, the hardest in-batch negatives per query for L_qb (>= 1; L_ql uses the hardest).
@@ -65,7 +69,7 @@ class ALCLoss(InBatchLoss):
             +-------------------------------------------------+---------------------------------------------------+
             | Texts                                           | Labels                                            |
             +=================================================+===================================================+
-            | (anchor, positive) pairs                        | none, or ``label`` ids (:mod:`alc_hf.losses.batch`) |
+            | (anchor, positive) pairs                        | none, or ``label`` ids (:mod:`alc_hf.losses.base`)  |
             +-------------------------------------------------+---------------------------------------------------+
             | (anchor, positive, negative_1, ..., negative_n) | none, or ``label`` ids                            |
             +-------------------------------------------------+---------------------------------------------------+
@@ -93,14 +97,15 @@ class ALCLoss(InBatchLoss):
                 loss = TCMLoss(model, base_loss=ALCLoss(model))
                 SentenceTransformerTrainer(model=model, train_dataset=pairs, loss=loss).train()
         """
-        super().__init__(model, gather_across_devices)
+        if base_loss is None:
+            base_loss = MultiPositiveSoftmaxLoss(model, gather_across_devices=gather_across_devices)
+        super().__init__(model, base_loss, gather_across_devices)
         check_weight("ql_weight", ql_weight)
         check_weight("qb_weight", qb_weight)
         if num_negatives < 1:
             raise ValueError(f"num_negatives (k) must be >= 1, got {num_negatives}")
         if head_warmup_steps < 0:
             raise ValueError(f"head_warmup_steps must be >= 0, got {head_warmup_steps}")
-        self.loss = build_base_loss(model, base_loss, "ALCLoss", gather_across_devices)
         self.ql_weight = ql_weight
         self.qb_weight = qb_weight
         self.num_negatives = num_negatives
@@ -109,12 +114,8 @@ class ALCLoss(InBatchLoss):
         # A buffer, so checkpoints of the loss state (the recipe's LossCheckpointCallback) carry the count.
         self.register_buffer("training_steps_seen", torch.zeros((), dtype=torch.long))
 
-    @property
-    def base_loss(self) -> nn.Module:
-        return self.loss
-
     def loss_parts(self, batch: ScoredBatch) -> dict[str, Tensor]:
-        parts = base_loss_parts(self.loss, batch)
+        parts = self.base_loss_parts(batch)
         if self.ql_weight == 0 and self.qb_weight == 0:
             return parts
         if is_distributed():
@@ -150,13 +151,12 @@ class ALCLoss(InBatchLoss):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
-            "base_loss": describe_loss(self.loss),
+            **super().get_config_dict(),
             "ql_weight": self.ql_weight,
             "qb_weight": self.qb_weight,
             "num_negatives": self.num_negatives,
             "pair_head": self.pair_head.describe(),
             "head_warmup_steps": self.head_warmup_steps,
-            **super().get_config_dict(),
         }
 
     @property

@@ -5,9 +5,8 @@ from typing import Any
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from torch import Tensor
 
-from alc_hf.losses.batch import ScoredBatch
+from alc_hf.losses.base import InBatchLoss, ScoredBatch
 from alc_hf.losses.functional import hardest_negative_triplet_loss
-from alc_hf.losses.in_batch import InBatchLoss
 
 
 class HardestNegativeTripletLoss(InBatchLoss):
@@ -35,7 +34,7 @@ class HardestNegativeTripletLoss(InBatchLoss):
             +-------------------------------------------------+------------------------------------------------------+
             | Texts                                           | Labels                                               |
             +=================================================+======================================================+
-            | (anchor, positive) pairs                        | none, or label ids (see :mod:`~alc_hf.losses.batch`) |
+            | (anchor, positive) pairs                        | none, or label ids (see :mod:`~alc_hf.losses.base`)  |
             +-------------------------------------------------+------------------------------------------------------+
             | (anchor, positive, negative_1, ..., negative_n) | none, or label ids                                   |
             +-------------------------------------------------+------------------------------------------------------+

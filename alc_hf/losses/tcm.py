@@ -7,18 +7,16 @@ from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from sentence_transformers.util import get_world_size
 from torch import Tensor, nn
 
-from alc_hf.losses.backbones import build_base_loss
-from alc_hf.losses.batch import ScoredBatch
-from alc_hf.losses.distributed import sum_across_processes
+from alc_hf.losses.base import ScoredBatch, WrappingLoss, check_weight, sum_across_processes
 from alc_hf.losses.functional import tcm_from_violation_sums, tcm_violation_sums
-from alc_hf.losses.in_batch import InBatchLoss, base_loss_parts, check_weight, describe_loss
+from alc_hf.losses.multi_positive_softmax import MultiPositiveSoftmaxLoss
 
 
-class TCMLoss(InBatchLoss):
+class TCMLoss(WrappingLoss):
     def __init__(
         self,
         model: SentenceTransformer,
-        base_loss: str | nn.Module | None = None,
+        base_loss: nn.Module | None = None,
         pos_margin: float = 0.9,
         neg_margin: float = 0.5,
         pos_weight: float = 1.0,
@@ -37,8 +35,9 @@ class TCMLoss(InBatchLoss):
 
         Args:
             model: the SentenceTransformer to train.
-            base_loss: ``"softmax"`` (default), ``"triplet"``, an :class:`~alc_hf.ALCLoss`, or any loss built on
-                ``model`` with ``compute_loss_from_embeddings``. An alc_hf base shares the scored batch.
+            base_loss: the loss TCM is added to, built on ``model``: an alc_hf loss (None:
+                :class:`~alc_hf.losses.MultiPositiveSoftmaxLoss`; an :class:`~alc_hf.ALCLoss`, ...), which shares the
+                scored batch, or any loss with ``compute_loss_from_embeddings``.
             pos_margin: m+, in [-1, 1].
             neg_margin: m-, in [-1, 1] and below m+.
             pos_weight: λ+ (>= 0).
@@ -49,7 +48,7 @@ class TCMLoss(InBatchLoss):
             +-------------------------------------------------+-----------------------------------------------------+
             | Texts                                           | Labels                                              |
             +=================================================+=====================================================+
-            | (anchor, positive) pairs                        | none, or ``label`` ids (:mod:`alc_hf.losses.batch`) |
+            | (anchor, positive) pairs                        | none, or ``label`` ids (:mod:`alc_hf.losses.base`)  |
             +-------------------------------------------------+-----------------------------------------------------+
             | (anchor, positive, negative_1, ..., negative_n) | none, or ``label`` ids                              |
             +-------------------------------------------------+-----------------------------------------------------+
@@ -65,7 +64,9 @@ class TCMLoss(InBatchLoss):
 
                 loss = TCMLoss(model, base_loss=ALCLoss(model), pos_margin=0.9, neg_margin=0.5)
         """
-        super().__init__(model, gather_across_devices)
+        if base_loss is None:
+            base_loss = MultiPositiveSoftmaxLoss(model, gather_across_devices=gather_across_devices)
+        super().__init__(model, base_loss, gather_across_devices)
         for name, margin in (("pos_margin", pos_margin), ("neg_margin", neg_margin)):
             if not -1.0 <= margin <= 1.0:
                 raise ValueError(f"{name} must be a cosine similarity in [-1, 1], got {margin}")
@@ -73,18 +74,13 @@ class TCMLoss(InBatchLoss):
             raise ValueError(f"neg_margin ({neg_margin}) must be below pos_margin ({pos_margin})")
         check_weight("pos_weight", pos_weight)
         check_weight("neg_weight", neg_weight)
-        self.loss = build_base_loss(model, base_loss, "TCMLoss", gather_across_devices)
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
         self.pos_weight = pos_weight
         self.neg_weight = neg_weight
 
-    @property
-    def base_loss(self) -> nn.Module:
-        return self.loss
-
     def loss_parts(self, batch: ScoredBatch) -> dict[str, Tensor]:
-        parts = base_loss_parts(self.loss, batch)
+        parts = self.base_loss_parts(batch)
         pos_sum, pos_count, neg_sum, neg_count = tcm_violation_sums(
             batch.scores, batch.positive_mask, self.pos_margin, self.neg_margin
         )
@@ -100,12 +96,11 @@ class TCMLoss(InBatchLoss):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
-            "base_loss": describe_loss(self.loss),
+            **super().get_config_dict(),
             "pos_margin": self.pos_margin,
             "neg_margin": self.neg_margin,
             "pos_weight": self.pos_weight,
             "neg_weight": self.neg_weight,
-            **super().get_config_dict(),
         }
 
     @property

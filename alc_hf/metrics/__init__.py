@@ -1,30 +1,50 @@
 """Coverage and ranking metrics in plain NumPy: P@k, calibrated thresholds, coverage, C@k, the precision–coverage
-curve and OPIS. No torch and no ``evaluate`` import needed."""
+curve and OPIS. No torch, sentence-transformers or datasets is imported (a test checks it in a fresh process).
 
-from alc_hf.metrics.coverage import (
+The calibration and coverage functions live in the ``evaluate`` module's folder
+(``alc_hf/evaluation/coverage_metric/calibration.py``), so that folder can be copied to the Hub as it is; they are
+served from here."""
+
+from alc_hf.evaluation.coverage_metric.calibration import (
+    CALIBRATION_METHODS,
     CoverageAtThreshold,
     PrecisionCoverageCurve,
     ThresholdCalibration,
+    ThresholdResult,
     calibrate_threshold,
+    check_scores,
+    check_target_precision,
     coverage_at_k,
     coverage_at_threshold,
+    finite_or_none,
     precision_coverage_curve,
+    target_name,
+    threshold_metrics,
+    threshold_results,
 )
 from alc_hf.metrics.opis import OPISResult, opis
 from alc_hf.metrics.ranking import drop_filtered_pairs, precision_at_k, precision_from_relevance, relevance_matrix
 
 __all__ = [
+    "CALIBRATION_METHODS",
     "CoverageAtThreshold",
     "OPISResult",
     "PrecisionCoverageCurve",
     "ThresholdCalibration",
+    "ThresholdResult",
     "calibrate_threshold",
+    "check_scores",
+    "check_target_precision",
     "coverage_at_k",
     "coverage_at_threshold",
     "drop_filtered_pairs",
+    "finite_or_none",
     "opis",
     "precision_at_k",
     "precision_coverage_curve",
     "precision_from_relevance",
     "relevance_matrix",
+    "target_name",
+    "threshold_metrics",
+    "threshold_results",
 ]

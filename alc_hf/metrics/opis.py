@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alc_hf.metrics.coverage import check_scores
+from alc_hf.evaluation.coverage_metric.calibration import check_scores
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from alc_hf.data.query_labels import RaggedIds, is_member, pair_keys, sorted_unique
 
-def _relevant_csr(relevant: Sequence[Sequence[int]], num_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(offsets, ids)`` of per-query relevant ids; :class:`alc_hf.data.RaggedIds` is used as is."""
+
+def _ragged(relevant: Sequence[Sequence[int]], num_rows: int) -> RaggedIds:
+    """Per-query relevant ids as :class:`~alc_hf.data.query_labels.RaggedIds` (used as is when they are)."""
     if len(relevant) != num_rows:
         raise ValueError(f"relevant has {len(relevant)} rows but there are {num_rows} queries")
-    if hasattr(relevant, "offsets") and hasattr(relevant, "ids"):
-        return np.asarray(relevant.offsets, dtype=np.int64), np.asarray(relevant.ids, dtype=np.int64)
-    lengths = np.fromiter((len(row) for row in relevant), dtype=np.int64, count=num_rows)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    ids = np.fromiter((i for row in relevant for i in row), dtype=np.int64, count=int(offsets[-1]))
-    return offsets, ids
+    return relevant if isinstance(relevant, RaggedIds) else RaggedIds.from_lists(relevant)
 
 
 def _check_predicted_ids(predicted_ids: np.ndarray) -> np.ndarray:
@@ -33,22 +30,18 @@ def _check_predicted_ids(predicted_ids: np.ndarray) -> np.ndarray:
     return predicted_ids.astype(np.int64, copy=False)
 
 
-def _pair_keys(rows: np.ndarray, ids: np.ndarray, num_ids: int) -> np.ndarray:
-    return rows.astype(np.int64) * num_ids + ids
-
-
 def relevance_matrix(predicted_ids: np.ndarray, relevant: Sequence[Sequence[int]]) -> np.ndarray:
     """``[n, k]`` bool: whether each predicted label is one of its query's relevant labels (-1 is never)."""
     predicted_ids = _check_predicted_ids(predicted_ids)
-    offsets, ids = _relevant_csr(relevant, predicted_ids.shape[0])
+    relevant = _ragged(relevant, predicted_ids.shape[0])
+    ids = relevant.ids
     if ids.size and ids.min() < 0:
-        query = int(np.searchsorted(offsets, int(np.flatnonzero(ids < 0)[0]), side="right") - 1)
+        query = int(relevant.row_of_each_id()[ids < 0][0])
         raise ValueError(f"query {query} has a negative relevant label id: label ids must be >= 0")
     num_ids = int(max(predicted_ids.max(), ids.max() if ids.size else 0)) + 1
-    relevant_keys = _pair_keys(np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)), ids, num_ids)
-    rows = np.broadcast_to(np.arange(predicted_ids.shape[0])[:, None], predicted_ids.shape)
-    hits = np.isin(_pair_keys(rows, predicted_ids, num_ids), relevant_keys)
-    return hits & (predicted_ids >= 0)
+    relevant_keys = sorted_unique(pair_keys(relevant.row_of_each_id(), ids, num_ids))
+    rows = np.arange(predicted_ids.shape[0])[:, None]
+    return is_member(pair_keys(rows, predicted_ids, num_ids), relevant_keys) & (predicted_ids >= 0)
 
 
 def drop_filtered_pairs(
@@ -73,11 +66,9 @@ def drop_filtered_pairs(
             f"filter pair {int(np.flatnonzero((filter_pairs < 0).any(axis=1))[0])} has a negative query or label index"
         )
     num_ids = int(max(predicted_ids.max(), filter_pairs[:, 1].max())) + 1
-    rows = np.broadcast_to(np.arange(predicted_ids.shape[0])[:, None], predicted_ids.shape)
-    removed = np.isin(
-        _pair_keys(rows, predicted_ids, num_ids), _pair_keys(filter_pairs[:, 0], filter_pairs[:, 1], num_ids)
-    )
-    removed &= predicted_ids >= 0
+    filter_keys = sorted_unique(pair_keys(filter_pairs[:, 0], filter_pairs[:, 1], num_ids))
+    rows = np.arange(predicted_ids.shape[0])[:, None]
+    removed = is_member(pair_keys(rows, predicted_ids, num_ids), filter_keys) & (predicted_ids >= 0)
     # A stable sort on the removed flag moves kept predictions left without reordering them.
     order = np.argsort(removed, axis=1, kind="stable")
     kept_ids = np.where(removed, -1, predicted_ids)

@@ -1,13 +1,14 @@
 """`evaluate` module: coverage of top-1 predictions at a threshold calibrated for a target precision.
 
-A thin wrapper over :mod:`alc_hf.metrics` (the same numbers as ``CoverageEvaluator`` and the plain functions).
-Load it offline with ``evaluate.load(alc_hf.evaluation.COVERAGE_METRIC_PATH)``.
+A thin wrapper over ``calibration.py`` beside it (the functions :mod:`alc_hf.metrics` serves, so the same numbers
+as ``CoverageEvaluator``). Self-contained: this folder imports nothing of alc_hf and can be copied to the Hub as it
+is. Load it offline with ``evaluate.load(alc_hf.evaluation.COVERAGE_METRIC_PATH)``.
 """
 
 import datasets
 import evaluate
 
-from alc_hf.evaluation.report import threshold_metrics, threshold_results
+from .calibration import threshold_metrics, threshold_results
 
 _DESCRIPTION = """
 Coverage is the share of queries whose top-1 prediction can be accepted automatically at a required precision.

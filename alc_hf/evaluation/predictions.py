@@ -3,14 +3,21 @@ and apply to the other."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from alc_hf.data import EvaluationView
-from alc_hf.evaluation.report import CoverageReport, SplitSummary, threshold_results
-from alc_hf.metrics import OPISResult, opis, precision_coverage_curve, precision_from_relevance, relevance_matrix
+from alc_hf.data.views import EvaluationView
+from alc_hf.evaluation.report import CoverageReport, SplitSummary
+from alc_hf.metrics import (
+    OPISResult,
+    opis,
+    precision_coverage_curve,
+    precision_from_relevance,
+    relevance_matrix,
+    threshold_results,
+)
 from alc_hf.retrieval import LabelIndex
 
 
@@ -31,19 +38,6 @@ class SplitPredictions:
 
     def precision_at(self, k: int) -> float:
         return precision_from_relevance(self.correct, k)
-
-
-def embed_texts(
-    encode: Callable[..., np.ndarray], texts: list[str], batch_size: int, show_progress_bar: bool = False
-) -> np.ndarray:
-    """L2-normalised float32 embeddings of ``texts`` from a model's ``encode_query`` or ``encode_document``."""
-    return encode(
-        texts,
-        batch_size=batch_size,
-        show_progress_bar=show_progress_bar,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-    ).astype(np.float32, copy=False)
 
 
 def check_view(view: EvaluationView, name: str) -> None:

@@ -3,12 +3,16 @@
 A prediction is accepted when its score is at least the threshold; equal scores are therefore accepted or rejected
 together. A score of ``-inf`` means "no prediction" (e.g. a query whose candidates were all filtered out): it is
 never accepted but still counts in the denominator of coverage.
+
+NumPy and SciPy only, and nothing of alc_hf: this file sits in the ``evaluate`` module's folder so that the folder
+can be copied to the Hugging Face Hub as it is; :mod:`alc_hf.metrics` serves the same functions to the package.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -39,6 +43,11 @@ def check_scores(scores: np.ndarray, correct: np.ndarray, name: str = "scores") 
     if wrong_empty.size:
         raise ValueError(f"{name}[{wrong_empty[0]}] is -inf (no prediction) but is marked correct")
     return scores, correct
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value``, or None where it is None, NaN or infinite (JSON has no such numbers)."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def check_target_precision(target_precision: float) -> float:
@@ -98,7 +107,8 @@ class CoverageAtThreshold:
     num_predictions: int
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        """The figures as JSON takes them: NaN and infinite values as None."""
+        return {k: finite_or_none(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -218,3 +228,55 @@ def coverage_at_k(
             raise ValueError(f"{name} must be [n] or [n, k], got shape {np.shape(array)}")
     calibration = calibrate_threshold(calibration_scores, calibration_correct, target_precision, method, delta)
     return calibration, coverage_at_threshold(test_scores, test_correct, calibration.threshold)
+
+
+def target_name(target_precision: float) -> str:
+    """``0.9 -> "p90"``, ``0.925 -> "p92.5"``: the suffix of coverage metric names."""
+    return f"p{100 * target_precision:g}"
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """One target precision: the threshold calibrated on the calibration split, what it does on test, and the
+    oracle (threshold chosen on test itself: an upper bound, not an honest figure)."""
+
+    calibrated: ThresholdCalibration
+    test: CoverageAtThreshold
+    oracle: ThresholdCalibration
+
+
+def threshold_results(
+    calibration_scores: np.ndarray,
+    calibration_correct: np.ndarray,
+    test_scores: np.ndarray,
+    test_correct: np.ndarray,
+    target_precisions: Sequence[float],
+    method: str = "empirical",
+    delta: float = 0.05,
+) -> list[ThresholdResult]:
+    """Calibrate a threshold per target on the calibration predictions and apply it to the test predictions."""
+    results = []
+    for target in target_precisions:
+        calibrated = calibrate_threshold(calibration_scores, calibration_correct, target, method, delta)
+        results.append(
+            ThresholdResult(
+                calibrated=calibrated,
+                test=coverage_at_threshold(test_scores, test_correct, calibrated.threshold),
+                oracle=calibrate_threshold(test_scores, test_correct, target, method, delta),
+            )
+        )
+    return results
+
+
+def threshold_metrics(results: Sequence[ThresholdResult], prefix: str) -> dict[str, float]:
+    """Flat metrics: ``{prefix}_p90`` (test coverage at the calibrated threshold), ``_precision`` (the precision it
+    achieves on test), ``_threshold``, ``_oracle`` and ``_oracle_threshold``."""
+    metrics = {}
+    for result in results:
+        name = f"{prefix}_{target_name(result.calibrated.target_precision)}"
+        metrics[name] = result.test.coverage
+        metrics[f"{name}_precision"] = result.test.precision
+        metrics[f"{name}_threshold"] = result.calibrated.threshold
+        metrics[f"{name}_oracle"] = result.oracle.coverage
+        metrics[f"{name}_oracle_threshold"] = result.oracle.threshold
+    return metrics

@@ -1,26 +1,16 @@
-"""Training rows and evaluation views built from :class:`~alc_hf.data.xmc.XMCData`."""
+"""Training rows built from :class:`~alc_hf.data.query_labels.XMCData`: the dataset the alc_hf losses train on."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
-from alc_hf.data.xmc import RaggedIds, XMCData
+from alc_hf.data.query_labels import RaggedIds, XMCData
 
 logger = logging.getLogger(__name__)
-
-
-def padded_rows(ragged: RaggedIds, width: int, fill: int = -1) -> np.ndarray:
-    """``[len(ragged), width]`` int64: each row's ids, truncated to ``width`` and padded with ``fill``."""
-    table = np.full((len(ragged), width), fill, dtype=np.int64)
-    positions = np.arange(ragged.ids.size) - np.repeat(ragged.offsets[:-1], ragged.lengths())
-    keep = positions < width
-    table[ragged.row_of_each_id()[keep], positions[keep]] = ragged.ids[keep]
-    return table
 
 
 def training_rows(data: XMCData, num_hard_negatives: int = 0, max_positive_ids: int = 32, seed: int = 0) -> Dataset:
@@ -71,7 +61,7 @@ def training_rows(data: XMCData, num_hard_negatives: int = 0, max_positive_ids: 
         for n in range(num_hard_negatives):
             columns[f"negative_{n + 1}"] = pa.array(texts[negative_ids[:, n]], type=pa.string())
         id_columns.append(negative_ids)
-    id_columns.append(padded_rows(data.positives, width)[row_query])
+    id_columns.append(data.positives.padded(width)[row_query])
     label = np.concatenate(id_columns, axis=1)
     columns["label"] = pa.FixedSizeListArray.from_arrays(pa.array(label.reshape(-1)), label.shape[1])
     return Dataset(pa.table(columns))
@@ -98,47 +88,3 @@ def _hard_negative_ids(data: XMCData, row_query: np.ndarray, count: int, rng: np
             raise ValueError(f"{data.source}: cannot find {count} non-positive labels for query {row_query[row]}")
         chosen[row] = picks
     return chosen
-
-
-@dataclass
-class EvaluationView:
-    """What the coverage evaluation needs from a split.
-
-    Attributes:
-        queries: query texts.
-        corpus: label texts every query is searched against (the catalog).
-        relevant: per query, the indices into ``corpus`` of its positives (may be empty: an open-set query
-            whose correct answer is to accept nothing).
-        filter_pairs: ``[n, 2]`` (query, corpus index) pairs removed from the predictions before scoring.
-        candidates: per query, the only corpus indices it may be matched to (a blocking step's output, e.g. the
-            labelled pairs of the WDC block view), or None to search the whole corpus.
-    """
-
-    queries: list[str]
-    corpus: list[str]
-    relevant: RaggedIds
-    filter_pairs: np.ndarray
-    candidates: RaggedIds | None = None
-
-
-def evaluation_view(data: XMCData, candidates: str = "corpus") -> EvaluationView:
-    """The evaluation view of a split: ``candidates="corpus"`` ranks each query against every label (catalog
-    view); ``"labelled"`` ranks it only against its labelled positives and negatives (block view)."""
-    if candidates not in ("corpus", "labelled"):
-        raise ValueError(f"candidates must be 'corpus' or 'labelled', got {candidates!r}")
-    if data.num_queries == 0:
-        raise ValueError(f"{data.source}: the split has no query")
-    candidate_lists = None
-    if candidates == "labelled":
-        if data.negatives is None:
-            raise ValueError(f"{data.source}: a 'labelled' view needs labelled negatives, and this data has none")
-        candidate_lists = RaggedIds.from_lists(
-            [np.concatenate([data.positives[q], data.negatives[q]]).tolist() for q in range(data.num_queries)]
-        )
-    return EvaluationView(
-        queries=list(data.queries),
-        corpus=list(data.labels),
-        relevant=data.positives,
-        filter_pairs=data.filter_pairs,
-        candidates=candidate_lists,
-    )

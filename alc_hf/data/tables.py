@@ -1,0 +1,177 @@
+"""Product-matching tables in the WDC Products / DeepMatcher layout, read into :class:`XMCData`: ``tableA.csv`` (the
+queries), ``tableB.csv`` (the catalog) and ``train.csv`` / ``valid.csv`` / ``test.csv`` labelled pairs. Parsed with a
+real CSV reader (descriptions hold quoted newlines); the rules for bad input are :mod:`alc_hf.data.formats`'."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from alc_hf.data.formats import BadRows, DataFormatError, check_choice, warn_skipped
+from alc_hf.data.query_labels import RaggedIds, XMCData
+
+__all__ = ["TABLE_SPLITS", "read_product_tables"]
+
+TABLE_SPLITS = ("train", "valid", "test")
+
+
+def _open_csv(path: Path, needed: Sequence[str]) -> tuple[csv.reader, dict[str, int], object]:
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+    reader = csv.reader(handle)
+    try:
+        header = next(reader)
+    except StopIteration:
+        handle.close()
+        raise DataFormatError(f"{path}:1: empty file, expected a header with columns {', '.join(needed)}") from None
+    columns = {name.strip(): i for i, name in enumerate(header)}
+    missing = [name for name in needed if name not in columns]
+    if missing:
+        handle.close()
+        raise DataFormatError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
+    return reader, columns, handle
+
+
+def _csv_records(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, int, list[str]]]:
+    """Yield (data row number from 1, first line number, values of ``needed``) for every record of the CSV."""
+    reader, columns, handle = _open_csv(path, needed)
+    indices = [columns[name] for name in needed]
+    width = max(indices) + 1
+    try:
+        start = reader.line_num + 1
+        for row_number, record in enumerate(reader, start=1):
+            if len(record) < width:
+                if not any(field.strip() for field in record):
+                    start = reader.line_num + 1
+                    continue  # a blank line
+                raise DataFormatError(
+                    f"{path}:{start}: row {row_number} has {len(record)} fields, expected at least {width}"
+                )
+            yield row_number, start, [record[i] for i in indices]
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise DataFormatError(f"{path}:{reader.line_num}: malformed CSV: {err}") from err
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{path}: not valid UTF-8 ({err.reason})") from err
+    finally:
+        handle.close()
+
+
+def _read_table(path: Path, text_fields: Sequence[str]) -> tuple[dict[str, int], list[str], list[str | None]]:
+    """Read tableA/B: id -> position, texts in file order, and per position the place+reason if the text is bad."""
+    ids: dict[str, int] = {}
+    texts: list[str] = []
+    problems: list[str | None] = []
+    for row_number, line, values in _csv_records(path, ("id", *text_fields)):
+        row_id = values[0].strip()
+        if not row_id:
+            raise DataFormatError(f"{path}:{line}: row {row_number} has an empty id")
+        if row_id in ids:
+            raise DataFormatError(f"{path}:{line}: row {row_number} repeats id {row_id!r}")
+        text = " ".join(v.strip() for v in values[1:] if v.strip())
+        ids[row_id] = len(texts)
+        texts.append(text)
+        problems.append(
+            None if text else f"{path.name}:{line} (row {row_number}): empty text in {'+'.join(text_fields)}"
+        )
+    return ids, texts, problems
+
+
+def _read_pairs(path: Path) -> list[tuple[int, int, str, str, str]]:
+    """(row number, line, ltable_id, rtable_id, label) of every pair; label checked to be 0 or 1 later."""
+    return [
+        (row_number, line, values[0].strip(), values[1].strip(), values[2].strip())
+        for row_number, line, values in _csv_records(path, ("ltable_id", "rtable_id", "label"))
+    ]
+
+
+def read_product_tables(
+    data_dir: str | Path,
+    split: str,
+    text_fields: Sequence[str] = ("brand", "title"),
+    skip_bad_rows: bool = False,
+) -> XMCData:
+    """Read one split of a WDC Products / DeepMatcher folder as queries (tableA) against a catalog (tableB).
+
+    * queries: every distinct ``ltable_id`` of ``{split}.csv``, in order of first appearance, text from tableA
+      (``query_ids`` holds the ``ltable_id``);
+    * labels: all of tableB in file order;
+    * positives: the ``rtable_id`` of the split's ``label == 1`` rows; the ``cluster_id`` columns are never used;
+    * negatives: the ``rtable_id`` of the split's ``label == 0`` rows (the labelled hard negatives of each block).
+
+    What evaluation makes of it (ground truth over every split, the identical-text filter, the catalog view) lives
+    with the evaluation views (:mod:`alc_hf.data.views`).
+
+    Args:
+        data_dir: the folder with ``tableA.csv``, ``tableB.csv``, ``train.csv``, ``valid.csv``, ``test.csv``.
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        text_fields: the table columns joined by ``" "`` (empty values skipped) into each text.
+        skip_bad_rows: drop the queries of bad pair rows (unknown ids, a label other than 0/1, an empty query
+            text) instead of raising; recorded in ``skipped``. An empty tableB text is always an error.
+
+    Raises:
+        ValueError: a bad option.
+        FileNotFoundError: a needed file is missing.
+        DataFormatError: bad content; the message names the file, the line and the CSV row.
+    """
+    check_choice("split", split, TABLE_SPLITS)
+    if isinstance(text_fields, str):
+        text_fields = (text_fields,)
+    text_fields = tuple(text_fields)
+    if not text_fields:
+        raise ValueError("text_fields must name at least one column")
+    data_dir = Path(data_dir)
+    source = f"{data_dir} [{split}]"
+
+    a_ids, a_texts, a_problems = _read_table(data_dir / "tableA.csv", text_fields)
+    b_ids, labels, b_problems = _read_table(data_dir / "tableB.csv", text_fields)
+    first_bad_label = next((p for p in b_problems if p is not None), None)
+    if first_bad_label is not None:  # a catalog row cannot be dropped: it may be another query's positive
+        raise DataFormatError(f"{data_dir}/{first_bad_label}")
+
+    problems = BadRows(data_dir / f"{split}.csv", skip_bad_rows)
+    query_order: dict[str, int] = {}  # ltable_id -> query position (before dropping)
+    bad_queries: set[str] = set()
+    positives: list[list[int]] = []
+    negatives: list[list[int]] = []
+
+    def bad(line: int, reason: str, ltable_id: str | None) -> None:
+        problems.report(line, reason)
+        if ltable_id is not None:
+            bad_queries.add(ltable_id)
+
+    for row_number, line, left, right, label in _read_pairs(data_dir / f"{split}.csv"):
+        if left not in a_ids:
+            bad(line, f"row {row_number}: ltable_id {left!r} not found in tableA.csv", None)
+            continue
+        if right not in b_ids:
+            bad(line, f"row {row_number}: rtable_id {right!r} not found in tableB.csv", left)
+            continue
+        if label not in ("0", "1"):
+            bad(line, f"row {row_number}: label {label!r}, expected 0 or 1", left)
+            continue
+        if left not in query_order:
+            query_order[left] = len(positives)
+            positives.append([])
+            negatives.append([])
+            problem = a_problems[a_ids[left]]
+            if problem is not None:
+                bad(line, f"row {row_number}: ltable_id {left!r}: {problem}", left)
+        target = positives[query_order[left]] if label == "1" else negatives[query_order[left]]
+        if b_ids[right] not in target:
+            target.append(b_ids[right])
+
+    keep = [left not in bad_queries for left in query_order]
+    query_ids = [left for left, kept in zip(query_order, keep, strict=True) if kept]
+    warn_skipped(source, problems.skipped)
+    return XMCData(
+        queries=[a_texts[a_ids[left]] for left in query_ids],
+        labels=labels,
+        positives=RaggedIds.from_lists([row for row, kept in zip(positives, keep, strict=True) if kept]),
+        negatives=RaggedIds.from_lists([row for row, kept in zip(negatives, keep, strict=True) if kept]),
+        source=source,
+        skipped=problems.skipped,
+        query_ids=query_ids,
+    )

@@ -1,0 +1,205 @@
+"""The recipe's configuration: every option of ``recipes/train_alc.py`` as dataclasses that ``HfArgumentParser``
+reads from the command line (or a YAML/JSON file), and the loss they build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainingArguments
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from torch import nn
+
+from alc_hf.data.views import DATA_SOURCES
+from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+from alc_hf.losses.base import loss_chain
+from alc_hf.models import DEFAULT_MODEL
+from alc_hf.verifier import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_NUM_MINED,
+    DEFAULT_POS_WEIGHT,
+)
+
+# The backbones the recipe names; the loss classes themselves take loss objects.
+BACKBONES = {
+    "softmax": MultiPositiveSoftmaxLoss,
+    "triplet": HardestNegativeTripletLoss,
+    "mnrl": MultipleNegativesRankingLoss,
+}
+BATCHING = ("random", "clustered")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL, metadata={"help": "Local folder or Hub id; the default loads offline when installed."}
+    )
+    max_seq_length: int | None = field(default=None, metadata={"help": "Truncate inputs to this many tokens."})
+    lora_r: int = field(default=0, metadata={"help": "Train a LoRA adapter of this rank instead of the encoder."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules to adapt (default: PEFT's choice for the architecture)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    data: str = field(
+        default="catalog",
+        metadata={"help": f"One of {DATA_SOURCES}: the built-in catalog, WDC-style product tables, an XMC dataset."},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of the wdc or xmc data."})
+    catalog_seed: int = field(default=0, metadata={"help": "Seed of the built-in catalog's offers."})
+    num_hard_negatives: int = field(default=0, metadata={"help": "Hard-negative columns per training row."})
+    max_positive_ids: int = field(default=32, metadata={"help": "Positive label ids kept per row in `label`."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    one_row_per_query: bool = field(default=False, metadata={"help": "One random positive per query per epoch."})
+    batching: str = field(
+        default="random",
+        metadata={"help": "'random', or 'clustered': rows whose queries the encoder places close share a batch."},
+    )
+    cluster_size: int = field(default=4, metadata={"help": "Rows per cluster with clustered batching."})
+
+    def __post_init__(self) -> None:
+        if self.batching not in BATCHING:
+            raise ValueError(f"--batching must be one of {BATCHING}, got {self.batching!r}")
+
+
+@dataclass
+class LossArguments:
+    """Exactly :func:`build_loss`'s options: ``build_loss(model, **asdict(loss_args))``."""
+
+    base_loss: str = field(
+        default="softmax", metadata={"help": f"Backbone: one of {tuple(BACKBONES)} (mnrl: MultipleNegativesRanking)."}
+    )
+    alc: bool = field(default=True, metadata={"help": "Add the ALC pair-head objectives (L_ql and L_qb)."})
+    ql_weight: float = field(default=1.0, metadata={"help": "β1, weight of L_ql."})
+    qb_weight: float = field(default=1.0, metadata={"help": "β2, weight of L_qb."})
+    num_negatives: int = field(default=8, metadata={"help": "k, hardest in-batch negatives for L_qb."})
+    pair_head_hidden_dim: int | None = field(
+        default=None, metadata={"help": "Hidden width of the pair head (default: the embedding size; 0: one Linear)."}
+    )
+    head_warmup_steps: int = field(
+        default=0, metadata={"help": "Steps during which the pair head learns on detached embeddings."}
+    )
+    tcm: bool = field(default=True, metadata={"help": "Add the TCM regulariser."})
+    pos_margin: float = field(default=0.9, metadata={"help": "TCM m+."})
+    neg_margin: float = field(default=0.5, metadata={"help": "TCM m-."})
+
+
+@dataclass
+class EvaluationArguments:
+    evaluation_view: str | None = field(
+        default=None, metadata={"help": "'corpus' or 'labelled' (default: labelled for wdc, corpus otherwise)."}
+    )
+    target_precisions: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    calibration_method: str = field(default="empirical", metadata={"help": "'empirical' or 'clopper_pearson'."})
+    evaluate_before_training: bool = field(default=True, metadata={"help": "Measure coverage before training too."})
+
+
+@dataclass
+class VerifierArguments:
+    train_verifier: bool = field(
+        default=False,
+        metadata={"help": "After the bi-encoder, train a cross-encoder verifier on negatives mined with it."},
+    )
+    verifier_model: str = field(
+        default=DEFAULT_MODEL, metadata={"help": "Encoder (gets a new head) or cross-encoder the verifier starts from."}
+    )
+    verifier_num_mined: int = field(default=DEFAULT_NUM_MINED, metadata={"help": "Negatives mined per query."})
+    verifier_epochs: float = field(default=DEFAULT_EPOCHS)
+    verifier_learning_rate: float = field(default=DEFAULT_LEARNING_RATE)
+    verifier_pos_weight: str = field(
+        default=str(DEFAULT_POS_WEIGHT), metadata={"help": "Weight of the positive class: a number or 'balanced'."}
+    )
+    verifier_batch_size: int = field(default=DEFAULT_BATCH_SIZE)
+    verifier_max_length: int = field(default=DEFAULT_MAX_LENGTH)
+    rerank_depth: int = field(default=5, metadata={"help": "Top predictions the verifier re-ranks (verifier_rerank)."})
+
+
+@dataclass
+class ALCTrainingArguments(SentenceTransformerTrainingArguments):
+    """sentence-transformers' training arguments and the pair head's own learning rate (it starts from scratch and
+    learns too slowly at an encoder's fine-tuning rate)."""
+
+    pair_head_learning_rate: float = field(
+        default=1e-3, metadata={"help": "Learning rate of the ALC pair head (the encoder's is --learning_rate)."}
+    )
+
+
+# The recipe's defaults for a first run on a CPU (``HfArgumentParser.set_defaults``); any can be given.
+RECIPE_DEFAULTS = {
+    "output_dir": "outputs/train_alc",
+    "per_device_train_batch_size": 64,
+    "num_train_epochs": 1,
+    "learning_rate": 5e-5,
+    "warmup_ratio": 0.1,
+    "logging_steps": 10,
+    "save_strategy": "no",
+    "report_to": "none",
+}
+
+
+def build_loss(
+    model: SentenceTransformer,
+    base_loss: str | nn.Module = "softmax",
+    alc: bool = True,
+    ql_weight: float = 1.0,
+    qb_weight: float = 1.0,
+    num_negatives: int = 8,
+    pair_head_hidden_dim: int | None = None,
+    head_warmup_steps: int = 0,
+    tcm: bool = True,
+    pos_margin: float = 0.9,
+    neg_margin: float = 0.5,
+    gather_across_devices: bool = False,
+) -> nn.Module:
+    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off.
+
+    ``base_loss`` is a backbone's name (:data:`BACKBONES`, resolved here and nowhere else) or a loss object that
+    can share embeddings (such as ``MultipleNegativesRankingLoss(model)``)."""
+    if isinstance(base_loss, str):
+        if base_loss not in BACKBONES:
+            raise ValueError(f"unknown base_loss {base_loss!r}; expected one of {sorted(BACKBONES)} or a loss object")
+        base_loss = BACKBONES[base_loss](model, gather_across_devices=gather_across_devices)
+    loss = base_loss
+    if alc:
+        loss = ALCLoss(
+            model,
+            base_loss=loss,
+            ql_weight=ql_weight,
+            qb_weight=qb_weight,
+            num_negatives=num_negatives,
+            pair_head_hidden_dim=pair_head_hidden_dim,
+            head_warmup_steps=head_warmup_steps,
+            gather_across_devices=gather_across_devices,
+        )
+    if tcm:
+        loss = TCMLoss(
+            model,
+            base_loss=loss,
+            pos_margin=pos_margin,
+            neg_margin=neg_margin,
+            gather_across_devices=gather_across_devices,
+        )
+    return loss
+
+
+def find_alc_loss(loss: nn.Module) -> ALCLoss | None:
+    """The ALCLoss in a chain of wrapping losses, if any."""
+    return next((part for part in loss_chain(loss) if isinstance(part, ALCLoss)), None)
+
+
+def find_pair_head(loss: nn.Module) -> PairHead | None:
+    """The pair head trained by the ALCLoss in ``loss``, if any."""
+    alc_loss = find_alc_loss(loss)
+    return None if alc_loss is None else alc_loss.pair_head
+
+
+def pair_head_learning_rates(loss: nn.Module, learning_rate: float) -> dict[str, float]:
+    """``learning_rate_mapping`` entries that give the pair head its own learning rate (none without a head: the
+    trainer refuses a pattern that matches no parameter)."""
+    return {r"pair_head\.": learning_rate} if find_alc_loss(loss) is not None else {}

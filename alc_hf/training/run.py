@@ -1,0 +1,126 @@
+"""The end of a run: coverage through the trainer, the saved model with its pair head and card, the reports, the
+training log and the summary a person reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from alc_hf.evaluation import CoverageEvaluator, CoverageReport
+from alc_hf.evaluation.outputs import write_reports
+from alc_hf.evaluation.report import accept_score_table, write_atomically
+from alc_hf.metrics import target_name
+from alc_hf.training.config import find_alc_loss
+
+
+def run_coverage_evaluation(trainer: Any, evaluator: CoverageEvaluator) -> dict[str, CoverageReport] | None:
+    """Run ``evaluator`` through ``trainer.evaluate()`` (collective under several processes: call it on every one)
+    and return its reports per accept score on the main process, None on the others. The trainer's own evaluator
+    is restored."""
+    trainer_evaluator, trainer.evaluator = trainer.evaluator, evaluator
+    try:
+        trainer.evaluate()
+    finally:
+        trainer.evaluator = trainer_evaluator
+    return evaluator.last_reports if trainer.is_world_process_zero() else None
+
+
+def finish_run(
+    trainer: Any,
+    loss: nn.Module,
+    before: dict[str, CoverageReport] | None,
+    after: dict[str, CoverageReport] | None,
+) -> Path:
+    """Save the model (and the pair head) to ``output_dir/final``, write the coverage reports and the training
+    log, print a summary, and push to the Hub when asked. Call it on every process; returns the model folder."""
+    output_dir = Path(trainer.args.output_dir)
+    final_dir = output_dir / "final"
+    trainer.save_model(str(final_dir))
+    if trainer.is_world_process_zero():
+        alc_loss = find_alc_loss(loss)
+        if alc_loss is not None:
+            alc_loss.save_pair_head(final_dir)
+        if len(after) > 1:
+            card = final_dir / "README.md"
+            card.write_text(card.read_text() + accept_decision_section(after, final_dir))
+        written = write_reports(after, output_dir, "coverage_after")
+        if before is not None:
+            written += write_reports(before, output_dir, "coverage_before")
+        written.append(
+            write_atomically(
+                output_dir / "training_log.json",
+                json.dumps(trainer.state.log_history, indent=2, default=str).encode(),
+            )
+        )
+        print(run_summary(trainer, loss, before, after, final_dir, written))
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub()
+    return final_dir
+
+
+def accept_decision_section(reports: dict[str, CoverageReport], model_dir: Path) -> str:
+    """The model card's account of how this folder decides acceptance, with each accept score's coverage."""
+    parts = ["the bi-encoder in this folder retrieves each query's top labels by cosine"]
+    if (model_dir / "pair_head").is_dir():
+        parts.append("the ALC pair head in `pair_head/` scores a (query, label) pair from the two embeddings")
+    if (model_dir / "verifier").is_dir():
+        parts.append("the cross-encoder in `verifier/` reads the (query, label) texts together")
+    return (
+        "\n\n## Accept decision\n\n"
+        + "; ".join(parts)
+        + ". Each accept score below decides acceptance with its own threshold, calibrated on the calibration split "
+        "for the target precision and applied to the test split (`cosine`: the retrieval score; `pair_head`: the "
+        "head's probability; `combined`: a logistic regression on both, fitted on the calibration split; "
+        "`verifier`: the cross-encoder's probability for the top-1; `verifier_rerank`: its top-1 after it re-ranks "
+        "the top candidates). ms/query is the cost of the decision on the machine that trained it.\n\n```\n"
+        + accept_score_table(reports)
+        + "\n```\n"
+    )
+
+
+def run_summary(
+    trainer: Any,
+    loss: nn.Module,
+    before: dict[str, CoverageReport] | None,
+    after: dict[str, CoverageReport],
+    final_dir: Path,
+    written: Sequence[Path],
+) -> str:
+    """The end-of-run summary: loss parts first to last, coverage before and after, where everything went."""
+    lines = ["", "=" * 80, f"Trained {trainer.state.global_step} steps."]
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    if logged:
+        parts = [key for key in ("base", "ql", "qb", "tcm") if key in logged[0]]
+        lines.append(
+            "loss parts, first -> last log: "
+            + ", ".join(f"{key} {logged[0][key]:.4f} -> {logged[-1][key]:.4f}" for key in parts)
+        )
+    # Each query's in-batch candidates in the last step (every process's when the loss gathers across devices).
+    candidates = getattr(loss, "last_num_candidates", None)
+    if candidates is not None:
+        lines.append(
+            f"in-batch candidates per query (last step): {candidates} over {trainer.args.world_size} process(es)"
+        )
+    primary_after = next(iter(after.values()))
+    metrics_after = primary_after.metrics()
+    metrics_before = next(iter(before.values())).metrics() if before is not None else {}
+    lines.append(f"{'test figure':<24}{'before':>10}{'after':>10}")
+    names = ["p@1", *(f"c@1_{target_name(r.calibrated.target_precision)}" for r in primary_after.coverage[1])]
+    for name in names:
+        old = metrics_before.get(name)
+        lines.append(f"{name:<24}{'-' if old is None else f'{old:.3f}':>10}{metrics_after[name]:>10.3f}")
+    lines.append("(c@1_pXX: coverage of top-1 at the threshold calibrated for XX% precision on the calibration split)")
+    if len(after) > 1:
+        lines += ["", "after training, accepted by each score (same retrieval, same thresholds protocol):"]
+        lines.append(accept_score_table(after))
+    lines += [
+        "",
+        f"model and card: {final_dir} ({final_dir / 'README.md'})",
+        f"reports: {', '.join(str(path) for path in written)}",
+        "=" * 80,
+    ]
+    return "\n".join(lines)
