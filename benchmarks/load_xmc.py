@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from xmc_like import LF_AMAZONTITLES_131K, write_xmc_like
+
 from alc_hf.data import read_xmc, training_rows
-from alc_hf.data.synthetic import LF_AMAZONTITLES_131K, write_xmc_like
 
 FORM_FILES = {"json": ["trn.json.gz", "lbl.json.gz"], "raw": ["trn_X.txt", "Y.txt", "trn_X_Y.txt"]}
 

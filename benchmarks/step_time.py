@@ -27,7 +27,7 @@ from table_quality import DATASETS, build_arm_loss
 from alc_hf.data import (
     ClusteredBatchSampler,
     UniqueQueryLabelBatchSampler,
-    product_pairs,
+    builtin_catalog,
     read_product_tables,
     training_rows,
 )
@@ -51,12 +51,10 @@ def build_arms(model, arm: str) -> dict[str, torch.nn.Module]:
 
 
 def catalog_batches(model, batch_size: int, count: int) -> list[tuple[list, torch.Tensor]]:
-    """The built-in pairs, repeated with a suffix up to ``batch_size`` rows: the same batch every step."""
-    rows = product_pairs()
-    repeats = -(-batch_size // len(rows))
-    anchors = [f"{text} #{r}" for r in range(repeats) for text in rows["anchor"]][:batch_size]
-    positives = [f"{text} #{r}" for r in range(repeats) for text in rows["positive"]][:batch_size]
-    return [([model.preprocess(anchors), model.preprocess(positives)], torch.arange(batch_size).unsqueeze(1))] * count
+    """The first ``batch_size`` rows of the built-in catalog (offer, catalog title): the same batch every step."""
+    rows = training_rows(builtin_catalog(split="val")).select(range(batch_size))
+    features = [model.preprocess(rows["anchor"]), model.preprocess(rows["positive"])]
+    return [(features, torch.tensor(rows["label"]))] * count
 
 
 def wdc_rows():

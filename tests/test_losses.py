@@ -286,7 +286,7 @@ def test_alc_and_tcm_train_under_bf16_autocast_on_the_cpu(tiny_model, tmp_path, 
     closest honest check of what each part sees (docs/losses.md, "Mixed precision")."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from alc_hf.data import UniqueQueryLabelBatchSampler, product_pairs
+    from alc_hf.data import UniqueQueryLabelBatchSampler, builtin_catalog, training_rows
     from alc_hf.losses import tcm as tcm_module
 
     seen: dict[str, set[torch.dtype]] = {"encoder": set(), "head input": set(), "head logits": set(), "tcm": set()}
@@ -318,7 +318,8 @@ def test_alc_and_tcm_train_under_bf16_autocast_on_the_cpu(tiny_model, tmp_path, 
         save_strategy="no",
         batch_sampler=UniqueQueryLabelBatchSampler,
     )
-    trainer = SentenceTransformerTrainer(model=tiny_model, args=args, train_dataset=product_pairs(), loss=loss)
+    rows = training_rows(builtin_catalog(num_products=40)).select(range(32))
+    trainer = SentenceTransformerTrainer(model=tiny_model, args=args, train_dataset=rows, loss=loss)
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logged) == 3

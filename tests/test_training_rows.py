@@ -11,8 +11,8 @@ import torch
 
 from alc_hf.data.query_labels import RaggedIds, XMCData
 from alc_hf.data.rows import training_rows
-from alc_hf.data.synthetic import XMCShape, write_xmc_like
 from alc_hf.data.views import evaluation_view
+from benchmarks.xmc_like import XMCShape, write_xmc_like
 from tests.conftest import SHARED_DATA
 
 

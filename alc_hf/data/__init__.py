@@ -12,7 +12,6 @@ __getattr__, __all__ = lazy_exports(
         "alc_hf.data.tables": ("read_product_tables",),
         "alc_hf.data.views": ("EvaluationView", "evaluation_view", "evaluation_views", "table_split"),
         "alc_hf.data.catalog": ("builtin_catalog",),
-        "alc_hf.data.examples": ("product_pairs",),
         "alc_hf.data.rows": ("training_rows",),
         "alc_hf.data.sampler": ("OneRowPerQueryBatchSampler", "UniqueQueryLabelBatchSampler"),
         "alc_hf.data.clustered": (

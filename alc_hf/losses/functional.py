@@ -18,20 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "hardest_negative_indices",
-    "hardest_negative_triplet_loss",
-    "multi_positive_softmax_loss",
-    "pair_head_listwise_loss",
-    "pair_head_pointwise_loss",
-    "pair_representation",
-    "positive_mask_from_ids",
-    "tcm_from_violation_sums",
-    "tcm_loss",
-    "tcm_violation_sums",
-    "token_sequence_keys",
-]
-
 # Two 31-bit primes: a pair of polynomial hashes gives a 62-bit key whose collisions are negligible.
 _HASH_PRIMES = (2_147_483_647, 2_147_483_629)
 _HASH_BASES = (1_000_003, 998_244_353)

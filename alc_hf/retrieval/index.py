@@ -235,8 +235,8 @@ class LabelIndex:
         rows, labels = np.divmod(keys, num_labels)
 
         pair_scores = self._pair_scores(queries, norms, rows, labels)
-        # Stable, so pairs with equal (row, score) keep their ascending label order.
-        order = np.argsort((rows << 32) | _descending_key(pair_scores), kind="stable")
+        # By row, then score descending, then label: a fixed order whatever order the pairs came in.
+        order = np.lexsort((labels, -pair_scores, rows))
         rows, labels, pair_scores = rows[order], labels[order], pair_scores[order]
         row_starts = np.searchsorted(rows, np.arange(num_queries))
         rank = np.arange(rows.size) - row_starts[rows]
@@ -366,12 +366,3 @@ def _as_float32_rows(rows: np.ndarray, which: np.ndarray | slice, norms: np.ndar
         # search_candidates divides the same float32 values by the same norms, so both paths see identical vectors.
         block = block / norms[which, None]
     return np.ascontiguousarray(block)
-
-
-def _descending_key(scores: np.ndarray) -> np.ndarray:
-    """int64 keys in [0, 2**32) whose ascending order is the descending order of float32 ``scores``."""
-    # Adding +0.0 turns -0.0 into +0.0, so equal scores get equal keys.
-    bits = (np.negative(scores) + np.float32(0)).view(np.int32)
-    # IEEE floats order like sign-magnitude integers: flipping the magnitude bits of negatives gives integer order.
-    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    return bits.astype(np.int64) + (1 << 31)
