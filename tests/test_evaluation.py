@@ -4,9 +4,11 @@ the model card, the report files and the command."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import evaluate
@@ -19,8 +21,8 @@ from alc_hf.cli import main as cli_main
 from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_view, table_split
 from alc_hf.data.rows import training_rows
 from alc_hf.data.views import evaluation_views
-from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, predict_split
-from alc_hf.metrics import calibrate_threshold, coverage_at_threshold, opis, precision_at_k
+from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, plot_report, predict_split
+from alc_hf.metrics import ScoreShiftWarning, calibrate_threshold, coverage_at_threshold, opis, precision_at_k
 from alc_hf.retrieval import LabelIndex
 from tests.conftest import SHARED_DATA
 
@@ -299,3 +301,70 @@ def test_opis_over_label_groups(small_catalog_views, tiny_model):
     assert report.opis.value == pytest.approx(expected.value)
     with pytest.raises(ValueError, match="label_groups has 2 entries"):
         coverage_report(*predictions, label_groups=groups[:2])
+
+
+def views_with_shift(shift: float, num_queries: int = 400) -> tuple[FixedEmbeddings, EvaluationView, EvaluationView]:
+    """Two splits whose top-1 ("east") cosines are drawn alike, the test split's moved up by ``shift``; a query is
+    right more often the higher it scores."""
+    rng = np.random.default_rng(0)
+    corpus = ["east", "north"]
+    vectors = {"east": at_angle(0), "north": at_angle(90)}
+
+    def split(prefix: str, cosines: np.ndarray) -> EvaluationView:
+        queries = [f"{prefix}{i}" for i in range(len(cosines))]
+        vectors.update({q: at_angle(math.degrees(math.acos(c))) for q, c in zip(queries, cosines, strict=True)})
+        right = rng.random(len(cosines)) < (cosines - 0.72) / 0.25
+        relevant = RaggedIds.from_lists([[0] if r else [1] for r in right])
+        return EvaluationView(queries, corpus, relevant, np.zeros((0, 2), np.int64))
+
+    # Cosines above cos(45°) keep "east" first, so every top-1 score is the drawn cosine.
+    calibration = split("c", rng.uniform(0.72, 0.92, num_queries))
+    test = split("t", rng.uniform(0.72, 0.92, num_queries) + shift)
+    return FixedEmbeddings(vectors), calibration, test
+
+
+def test_a_shifted_test_split_is_flagged_everywhere(tmp_path, caplog, monkeypatch):
+    model, calibration, test = views_with_shift(0.05)
+    evaluator = CoverageEvaluator(calibration, test, target_precisions=(0.6, 0.8), precision_at_k=(1,))
+    with pytest.warns(ScoreShiftWarning, match="the calibrated thresholds may not give their precision on test"):
+        with caplog.at_level(logging.WARNING, logger="alc_hf.evaluation.evaluator"):
+            report = evaluator.compute_report(model)
+    assert any("accept score cosine" in r.getMessage() and "KS statistic" in r.getMessage() for r in caplog.records)
+    shift = report.score_shift
+    assert shift.warning
+    # The shares are the coverage each calibrated threshold gives on each split.
+    for index, result in enumerate(report.coverage[1]):
+        assert shift.calibration_share_above[index] == pytest.approx(result.calibrated.coverage)
+        assert shift.test_share_above[index] == pytest.approx(result.test.coverage)
+    written = json.loads(report.write_json(tmp_path / "r.json").read_text())["score_shift"]
+    assert written["score_shift_warning"] is True
+    assert written["ks_statistic"] == pytest.approx(shift.statistic) and written["p_value"] < 0.01
+    assert len(written["calibration_share_above"]) == len(written["test_share_above"]) == 2
+    assert "WARNING: Top-1 score shift, calibration -> test: KS statistic" in report.table()
+    # The plot carries the note in red.
+    import matplotlib.figure
+
+    notes = []
+    original_text = matplotlib.figure.Figure.text
+
+    def recording_text(figure, x, y, text, *args, **kwargs):
+        notes.append((text, kwargs.get("color")))
+        return original_text(figure, x, y, text, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "text", recording_text)
+    assert plot_report(report, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert [(text.startswith("WARNING: the calibrated thresholds may not hold"), color) for text, color in notes] == [
+        (True, "red")
+    ]
+
+
+def test_splits_drawn_alike_raise_no_shift_warning(tmp_path):
+    model, calibration, test = views_with_shift(0.0)
+    evaluator = CoverageEvaluator(calibration, test, target_precisions=(0.6, 0.8), precision_at_k=(1,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScoreShiftWarning)
+        report = evaluator.compute_report(model)
+    assert not report.score_shift.warning and report.score_shift.p_value > 0.01
+    assert json.loads(report.write_json(tmp_path / "r.json").read_text())["score_shift"]["score_shift_warning"] is False
+    table = report.table()
+    assert "Top-1 score shift, calibration -> test: KS statistic" in table and "WARNING" not in table

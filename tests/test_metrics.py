@@ -3,6 +3,8 @@ independently of the implementation, and bad input."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import math
 from fractions import Fraction
@@ -23,6 +25,7 @@ from alc_hf.metrics import (
     precision_coverage_curve,
     precision_from_relevance,
     relevance_matrix,
+    score_shift,
 )
 
 NEG_INF = -math.inf
@@ -850,3 +853,106 @@ def test_opis_bad_input_raises():
         opis(GOOD_SCORES, GOOD_CORRECT, [0, 0, 0], min_positives=0)
     with pytest.raises(ValueError, match=r"num_thresholds >= 2"):
         opis(GOOD_SCORES, GOOD_CORRECT, [0, 0, 0], num_thresholds=1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# score_shift: the two-sample check that a calibrated threshold still applies
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def ks_statistic_by_hand(a: list[float], b: list[float]) -> Fraction:
+    """sup_x |F_a(x) - F_b(x)| over every observed x, with the empirical CDFs counted one value at a time."""
+    best = Fraction(0)
+    for x in a + b:
+        below_a = sum(1 for v in a if v <= x)
+        below_b = sum(1 for v in b if v <= x)
+        best = max(best, abs(Fraction(below_a, len(a)) - Fraction(below_b, len(b))))
+    return best
+
+
+def share_above_by_hand(scores: list[float], threshold: float) -> float:
+    return sum(1 for s in scores if s >= threshold and s != NEG_INF) / len(scores)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_score_shift_statistic_and_p_value_match_a_permutation_count(seed):
+    rng = np.random.default_rng(seed)
+    pooled = rng.permutation(np.round(rng.uniform(0.3, 1.0, 11), 6)).tolist()
+    assert len(set(pooled)) == 11, "distinct values: the exact test assumes no ties"
+    calibration, test = pooled[:5], pooled[5:]
+    shift = score_shift(np.array(calibration), np.array(test), [0.6, 0.8])
+    observed = ks_statistic_by_hand(calibration, test)
+    assert shift.statistic == pytest.approx(float(observed), abs=1e-12)
+    # The exact two-sided p-value: of all ways to deal the 11 values into splits of 5 and 6, the share whose
+    # statistic is at least the observed one.
+    deals = [
+        ks_statistic_by_hand([pooled[i] for i in chosen], [v for i, v in enumerate(pooled) if i not in chosen])
+        for chosen in itertools.combinations(range(11), 5)
+    ]
+    assert shift.p_value == pytest.approx(sum(d >= observed for d in deals) / len(deals), rel=1e-9)
+    for index, threshold in enumerate((0.6, 0.8)):
+        assert shift.calibration_share_above[index] == share_above_by_hand(calibration, threshold)
+        assert shift.test_share_above[index] == share_above_by_hand(test, threshold)
+
+
+def test_score_shift_counts_no_prediction_as_the_lowest_score():
+    calibration = [NEG_INF, 0.2, 0.5, 0.5, 0.9]
+    test = [NEG_INF, NEG_INF, NEG_INF, 0.5, 0.7, 0.95]
+    shift = score_shift(np.array(calibration), np.array(test), [0.5, math.inf])
+    assert shift.statistic == pytest.approx(float(ks_statistic_by_hand(calibration, test)), abs=1e-12)
+    # -inf is below every threshold (never accepted); an unreachable threshold (inf) accepts nothing.
+    assert shift.calibration_share_above == (3 / 5, 0.0)
+    assert shift.test_share_above == (3 / 6, 0.0)
+    written = json.loads(json.dumps(shift.to_dict(), allow_nan=False))
+    assert written["thresholds"] == [0.5, None]
+
+
+def test_scores_from_one_distribution_raise_no_shift_warning():
+    rng = np.random.default_rng(0)
+    calibration, test = rng.normal(0.7, 0.1, 5000), rng.normal(0.7, 0.1, 5000)
+    shift = score_shift(calibration, test, np.quantile(calibration, [0.5, 0.8]))
+    assert shift.p_value > 0.01 and shift.largest_share_gap < 0.02
+    assert not shift.warning
+    assert "may not" not in shift.describe()
+
+
+def test_shifted_test_scores_raise_the_shift_warning():
+    rng = np.random.default_rng(0)
+    calibration = rng.normal(0.7, 0.1, 5000)
+    test = rng.normal(0.7, 0.1, 5000) + 0.05
+    thresholds = np.quantile(calibration, [0.5, 0.8])
+    shift = score_shift(calibration, test, thresholds)
+    assert shift.p_value < 1e-10
+    # Half a standard deviation up: about 19 more points of test queries clear the median threshold.
+    assert shift.test_share_above[0] - shift.calibration_share_above[0] == pytest.approx(0.19, abs=0.03)
+    assert shift.warning
+    assert "the calibrated thresholds may not give their precision on test" in shift.describe()
+    assert shift.to_dict()["score_shift_warning"] is True
+
+
+def test_the_shift_warning_needs_both_significance_and_size():
+    rng = np.random.default_rng(1)
+    # Significant but small: 200,000 queries see a shift of 0.005, which moves the share by about 2 points.
+    calibration = rng.normal(0.7, 0.1, 200_000)
+    shift = score_shift(calibration, rng.normal(0.7, 0.1, 200_000) + 0.005, [np.median(calibration)])
+    assert shift.p_value < 0.01 and shift.largest_share_gap < 0.05 and not shift.warning
+    # Large but not significant: on 20 queries a share moves by more than 5 points by chance.
+    calibration = np.linspace(0.5, 0.9, 20)
+    test = calibration + 0.021  # every score up a little: two more of 20 clear 0.7
+    shift = score_shift(calibration, test, [0.7])
+    assert shift.largest_share_gap > 0.05 and shift.p_value > 0.01 and not shift.warning
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (([], [0.5], [0.5]), "calibration_scores is empty"),
+        (([0.5], [0.5, math.nan], [0.5]), r"test_scores\[1\] is nan"),
+        (([0.5, math.inf], [0.5], [0.5]), r"calibration_scores\[1\] is inf"),
+        (([0.5], [0.5], [0.5], 0.0), r"alpha must be in \(0, 1\)"),
+        (([0.5], [0.5], [0.5], 0.01, 1.0), r"tolerance must be in \[0, 1\)"),
+    ],
+)
+def test_score_shift_bad_input_raises(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        score_shift(*arguments)

@@ -231,7 +231,7 @@ class CoverageEvaluator(BaseEvaluator):
             routes[accept_score] = tuple(rescored)
         # The loops end on the test split, so test_seconds holds its times; the accept scores add to retrieval.
         per_query = 1000 / len(self.test.queries)
-        return {
+        reports = {
             accept_score: replace(
                 coverage_report(
                     *routes[accept_score],
@@ -246,6 +246,12 @@ class CoverageEvaluator(BaseEvaluator):
             )
             for accept_score in self.accept_scores
         }
+        for accept_score, report in reports.items():
+            if report.score_shift.warning:
+                logger.warning(
+                    "%s (accept score %s): %s", self.description, accept_score, report.score_shift.describe()
+                )
+        return reports
 
     def _encode_corpus(self, model: Any, views: list[EvaluationView]) -> np.ndarray:
         """The embeddings of the label corpus the ``views`` share. When every view ranks only its candidates (a

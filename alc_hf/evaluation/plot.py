@@ -14,7 +14,9 @@ from alc_hf.metrics import precision_coverage_curve
 
 def plot_report(report: CoverageReport, path: str | Path) -> Path:
     """Write a PNG with two panels: the precision–coverage curves of top-1 predictions on both splits, with the
-    calibrated thresholds marked on test; and histograms of test top-1 scores, correct against wrong."""
+    calibrated thresholds marked on test; and histograms of test top-1 scores, correct against wrong, with the
+    calibration split's outline beside them. A line below says whether the top-1 scores shifted between the splits
+    (in red when the calibrated thresholds may not hold: :attr:`CoverageReport.score_shift`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -52,6 +54,18 @@ def plot_report(report: CoverageReport, path: str | Path) -> Path:
         bins = np.linspace(scores[scored].min(), scores[scored].max(), 41) if scored.any() else 10
         histogram_axes.hist(scores[scored & correct], bins=bins, alpha=0.6, label="correct top-1")
         histogram_axes.hist(scores[scored & ~correct], bins=bins, alpha=0.6, label="wrong top-1")
+        calibration_scores = report.calibration_top1[0]
+        calibration_scores = calibration_scores[calibration_scores > -np.inf]
+        if calibration_scores.size:
+            # The calibration split's scores at the test split's scale: where the two differ, the threshold moves.
+            histogram_axes.hist(
+                calibration_scores,
+                bins=bins,
+                weights=np.full(calibration_scores.size, scored.sum() / calibration_scores.size),
+                histtype="step",
+                color="black",
+                label=f"all top-1 on {report.calibration.name} (rescaled)",
+            )
         for result, style in zip(report.coverage[1], itertools.cycle(("--", ":", "-."))):
             if result.calibrated.reachable:
                 histogram_axes.axvline(
@@ -63,7 +77,20 @@ def plot_report(report: CoverageReport, path: str | Path) -> Path:
                 )
         histogram_axes.set(xlabel="top-1 score", ylabel="test queries", title="Top-1 scores on test")
         histogram_axes.legend(fontsize=8)
-        figure.tight_layout()
+        shift = report.score_shift
+        figure.text(
+            0.5,
+            0.01,
+            ("WARNING: the calibrated thresholds may not hold on test. " if shift.warning else "")
+            + f"Top-1 score shift: KS {shift.statistic:.3f}, p = {shift.p_value:.2g}; largest change of the share "
+            f"above a threshold {shift.largest_share_gap:.3f}",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color="red" if shift.warning else "dimgrey",
+            fontweight="bold" if shift.warning else "normal",
+        )
+        figure.tight_layout(rect=(0, 0.05, 1, 1))
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110)
     finally:

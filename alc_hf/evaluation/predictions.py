@@ -3,6 +3,7 @@ and apply to the other."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,10 +13,12 @@ from alc_hf.data.views import EvaluationView
 from alc_hf.evaluation.report import CoverageReport, SplitSummary
 from alc_hf.metrics import (
     OPISResult,
+    ScoreShiftWarning,
     opis,
     precision_coverage_curve,
     precision_from_relevance,
     relevance_matrix,
+    score_shift,
     threshold_results,
 )
 from alc_hf.retrieval import LabelIndex
@@ -91,7 +94,15 @@ def coverage_report(
     OPIS compares the classes of the scored test pairs: by default each label is its own class; ``label_groups``
     (one integer per corpus label) groups labels instead, e.g. by brand where no label has the five or more
     positive pairs OPIS needs (WDC test: one match per offer).
+
+    The two splits' top-1 scores are compared against the C@1 thresholds (:func:`alc_hf.metrics.score_shift`); a
+    shift large enough to threaten the thresholds is a :class:`~alc_hf.metrics.ScoreShiftWarning` here and a flag in
+    the report.
     """
+    if 1 not in coverage_at_k:
+        raise ValueError(
+            f"coverage_at_k must include 1 (the report, its plot and its shift check read C@1), got {coverage_at_k}"
+        )
     width = min(calibration.ids.shape[1], test.ids.shape[1])
     if max(*precision_at_k, *coverage_at_k) > width:
         raise ValueError(f"P@k and C@k need k <= {width}, the number of predictions per query")
@@ -117,6 +128,11 @@ def coverage_report(
                 f"label_groups has {label_groups.size} entries but test predictions reach label {classes.max()}"
             )
         classes = label_groups[classes]
+    shift = score_shift(
+        calibration.scores[:, 0], test.scores[:, 0], [result.calibrated.threshold for result in coverage[1]]
+    )
+    if shift.warning:
+        warnings.warn(f"{calibration.name} -> {test.name}: {shift.describe()}", ScoreShiftWarning, stacklevel=2)
     return CoverageReport(
         calibration=SplitSummary(
             calibration.name,
@@ -132,6 +148,7 @@ def coverage_report(
         coverage=coverage,
         aupc=precision_coverage_curve(test.scores[:, 0], test.correct[:, 0]).area(),
         opis=_opis_or_nan(test.scores[scored], test.correct[scored], classes),
+        score_shift=shift,
         calibration_top1=(calibration.scores[:, 0], calibration.correct[:, 0]),
         test_top1=(test.scores[:, 0], test.correct[:, 0]),
     )

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from alc_hf.metrics import CoverageAtThreshold, OPISResult, ThresholdResult, finite_or_none, threshold_metrics
+from alc_hf.metrics import (
+    CoverageAtThreshold,
+    OPISResult,
+    ScoreShift,
+    ThresholdResult,
+    finite_or_none,
+    threshold_metrics,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,9 @@ class SplitSummary:
 class CoverageReport:
     """Every figure of one evaluation. ``coverage[k]`` holds C@k per target precision (C@1 first).
 
+    ``score_shift`` compares the two splits' top-1 score distributions against the C@1 thresholds
+    (:func:`alc_hf.metrics.score_shift`): when it warns, the calibrated thresholds may not hold on test.
+
     The top-1 scores and correctness of both splits are kept for the plot; they are not written to JSON."""
 
     calibration: SplitSummary
@@ -35,6 +45,7 @@ class CoverageReport:
     coverage: dict[int, list[ThresholdResult]]
     aupc: float
     opis: OPISResult
+    score_shift: ScoreShift
     calibration_top1: tuple[np.ndarray, np.ndarray] = field(repr=False)
     test_top1: tuple[np.ndarray, np.ndarray] = field(repr=False)
     # Milliseconds per test query to reach the accept decision (query embedding, search, and the accept score's
@@ -81,6 +92,7 @@ class CoverageReport:
                 "num_labels": self.opis.num_labels,
                 "threshold_range": [self.opis.threshold_low, self.opis.threshold_high],
             },
+            "score_shift": self.score_shift.to_dict(),
             "metrics": {k: finite_or_none(v) for k, v in self.metrics().items()},
             "cost_ms_per_query": self.cost_ms_per_query,
         }
@@ -119,6 +131,8 @@ class CoverageReport:
             "",
             f"AUPC (test, top-1): {self.aupc:.3f}    OPIS (test, {self.opis.num_labels} labels): "
             f"{_format(self.opis.value)}",
+            f"{'WARNING: ' if self.score_shift.warning else ''}Top-1 score shift, {self.calibration.name} -> "
+            f"{self.test.name}: {self.score_shift.describe()}.",
         ]
         return "\n".join(lines)
 

@@ -1,5 +1,6 @@
 """Coverage and ranking metrics in plain NumPy: P@k, calibrated thresholds, coverage, C@k, the precision–coverage
-curve and OPIS. No torch, sentence-transformers or datasets is imported (a test checks it in a fresh process).
+curve, OPIS, and the score-shift check of a calibrated threshold. No torch, sentence-transformers or datasets is
+imported (a test checks it in a fresh process).
 
 The calibration and coverage functions live in the ``evaluate`` module's folder
 (``alc_hf/evaluation/coverage_metric/calibration.py``), so that folder can be copied to the Hub as it is; they are
@@ -7,8 +8,12 @@ served from here."""
 
 from alc_hf.evaluation.coverage_metric.calibration import (
     CALIBRATION_METHODS,
+    SHIFT_ALPHA,
+    SHIFT_TOLERANCE,
     CoverageAtThreshold,
     PrecisionCoverageCurve,
+    ScoreShift,
+    ScoreShiftWarning,
     ThresholdCalibration,
     ThresholdResult,
     calibrate_threshold,
@@ -18,6 +23,7 @@ from alc_hf.evaluation.coverage_metric.calibration import (
     coverage_at_threshold,
     finite_or_none,
     precision_coverage_curve,
+    score_shift,
     target_name,
     threshold_metrics,
     threshold_results,
@@ -30,6 +36,10 @@ __all__ = [
     "CoverageAtThreshold",
     "OPISResult",
     "PrecisionCoverageCurve",
+    "SHIFT_ALPHA",
+    "SHIFT_TOLERANCE",
+    "ScoreShift",
+    "ScoreShiftWarning",
     "ThresholdCalibration",
     "ThresholdResult",
     "calibrate_threshold",
@@ -44,6 +54,7 @@ __all__ = [
     "precision_coverage_curve",
     "precision_from_relevance",
     "relevance_matrix",
+    "score_shift",
     "target_name",
     "threshold_metrics",
     "threshold_results",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import beta
+from scipy.stats import beta, ks_2samp
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,18 @@ def check_scores(scores: np.ndarray, correct: np.ndarray, name: str = "scores") 
         if not np.isin(correct, (0, 1)).all():
             raise ValueError(f"the correctness flags of {name} must be booleans or 0/1")
         correct = correct.astype(bool)
-    bad = np.flatnonzero(np.isnan(scores) | (scores == np.inf))
-    if bad.size:
-        raise ValueError(f"{name}[{bad[0]}] is {scores[bad[0]]}: scores must be finite (-inf marks no prediction)")
+    check_no_nan_or_inf(scores, name)
     wrong_empty = np.flatnonzero((scores == -np.inf) & correct)
     if wrong_empty.size:
         raise ValueError(f"{name}[{wrong_empty[0]}] is -inf (no prediction) but is marked correct")
     return scores, correct
+
+
+def check_no_nan_or_inf(scores: np.ndarray, name: str) -> None:
+    """A ValueError naming the first NaN or ``+inf`` score of the flat array ``scores`` (``-inf`` is allowed)."""
+    bad = np.flatnonzero(np.isnan(scores) | (scores == np.inf))
+    if bad.size:
+        raise ValueError(f"{name}[{bad[0]}] is {scores[bad[0]]}: scores must be finite (-inf marks no prediction)")
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -280,3 +285,132 @@ def threshold_metrics(results: Sequence[ThresholdResult], prefix: str) -> dict[s
         metrics[f"{name}_oracle"] = result.oracle.coverage
         metrics[f"{name}_oracle_threshold"] = result.oracle.threshold
     return metrics
+
+
+# The score-shift rule (see :func:`score_shift`): both must hold.
+SHIFT_ALPHA = 0.01
+SHIFT_TOLERANCE = 0.05
+
+
+class ScoreShiftWarning(UserWarning):
+    """The test split's top-1 scores are distributed unlike the calibration split's: a threshold calibrated on one
+    may not give its precision on the other. A category of its own, so it can be filtered or turned into an error."""
+
+
+@dataclass(frozen=True)
+class ScoreShift:
+    """How far the test split's top-1 scores moved from the calibration split's, and whether that threatens the
+    calibrated thresholds. ``calibration_share_above[i]`` / ``test_share_above[i]`` are the shares of all queries
+    scoring at least ``thresholds[i]`` (a ``-inf`` score, no prediction, is never above)."""
+
+    statistic: float
+    p_value: float
+    thresholds: tuple[float, ...]
+    calibration_share_above: tuple[float, ...]
+    test_share_above: tuple[float, ...]
+    alpha: float
+    tolerance: float
+
+    @property
+    def largest_share_gap(self) -> float:
+        """The largest absolute difference of the shares above a threshold (0 without thresholds)."""
+        gaps = [abs(t - c) for c, t in zip(self.calibration_share_above, self.test_share_above, strict=True)]
+        return max(gaps, default=0.0)
+
+    @property
+    def warning(self) -> bool:
+        """True when the shift is significant (p-value below ``alpha``) and large enough to matter (the share above
+        some calibrated threshold moved by more than ``tolerance``)."""
+        return self.p_value < self.alpha and self.largest_share_gap > self.tolerance
+
+    def describe(self) -> str:
+        """One sentence: the test, the shares, and what it means for the thresholds."""
+        shares = ", ".join(
+            f"{_threshold_text(t)}: {c:.3f} -> {s:.3f}"
+            for t, c, s in zip(self.thresholds, self.calibration_share_above, self.test_share_above, strict=True)
+        )
+        text = f"KS statistic {self.statistic:.3f} (p = {self.p_value:.2g}); share of queries above each threshold, "
+        text += f"calibration -> test: {shares or 'no threshold'}"
+        if self.warning:
+            text += (
+                f". The top-1 scores shifted (p < {self.alpha:g} and a share moved by more than "
+                f"{self.tolerance:.0%}): the calibrated thresholds may not give their precision on test"
+            )
+        return text
+
+    def to_dict(self) -> dict[str, float | bool | list[float | None]]:
+        """The figures as JSON takes them (an unreachable threshold, ``inf``, as None)."""
+        return {
+            "ks_statistic": self.statistic,
+            "p_value": self.p_value,
+            "alpha": self.alpha,
+            "tolerance": self.tolerance,
+            "thresholds": [finite_or_none(t) for t in self.thresholds],
+            "calibration_share_above": list(self.calibration_share_above),
+            "test_share_above": list(self.test_share_above),
+            "score_shift_warning": self.warning,
+        }
+
+
+def _threshold_text(threshold: float) -> str:
+    return f"{threshold:.3f}" if math.isfinite(threshold) else "unreached"
+
+
+def score_shift(
+    calibration_scores: np.ndarray,
+    test_scores: np.ndarray,
+    thresholds: Sequence[float],
+    alpha: float = SHIFT_ALPHA,
+    tolerance: float = SHIFT_TOLERANCE,
+) -> ScoreShift:
+    """Compare the calibration and test top-1 score distributions, without labels, to tell whether the thresholds
+    calibrated on one can be trusted on the other.
+
+    A calibrated threshold keeps its precision on test only if the test queries look like the calibration queries
+    (exchangeability). Labels are not needed to see one symptom of a break: the top-1 scores move. The two-sample
+    Kolmogorov–Smirnov test (``scipy.stats.ks_2samp``, two-sided) compares the two samples of top-1 scores; a
+    ``-inf`` (no prediction) counts as the lowest score, so queries left without a prediction shift the
+    distribution too.
+
+    The rule, warning when both hold:
+
+    - ``p_value < alpha`` (0.01): the difference is not chance. Alone this is not enough: with thousands of queries
+      KS flags shifts far too small to matter;
+    - the share of queries scoring at least some calibrated threshold differs between the splits by more than
+      ``tolerance`` (5 points): the shift moves what the threshold does, i.e. the coverage it would give on test
+      is not the coverage it was chosen with. Alone this is not enough either: on a few hundred queries a share
+      moves by 5 points by chance.
+
+    A flagged shift does not prove the precision is missed (scores can move while the ranking stays right); it
+    says the calibration split does not represent test, so recalibrate on data like test or check a labelled
+    sample. Nothing is flagged without a threshold to watch.
+
+    Args:
+        calibration_scores: top-1 score of every calibration query (``-inf`` for no prediction).
+        test_scores: top-1 score of every test query.
+        thresholds: the calibrated thresholds (``inf`` for an unreachable target: nothing is above it).
+        alpha: the KS significance level, in (0, 1).
+        tolerance: the share difference that matters, in [0, 1).
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+    shares = {}
+    for name, scores in (("calibration_scores", calibration_scores), ("test_scores", test_scores)):
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if scores.size == 0:
+            raise ValueError(f"{name} is empty: there is nothing to compare")
+        check_no_nan_or_inf(scores, name)
+        shares[name] = (scores, tuple(float(np.mean((scores >= t) & (scores > -np.inf))) for t in thresholds))
+    (calibration, calibration_shares), (test, test_shares) = shares.values()
+    result = ks_2samp(calibration, test)
+    return ScoreShift(
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+        thresholds=tuple(float(t) for t in thresholds),
+        calibration_share_above=calibration_shares,
+        test_share_above=test_shares,
+        alpha=alpha,
+        tolerance=tolerance,
+    )
