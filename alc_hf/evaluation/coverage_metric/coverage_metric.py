@@ -2,7 +2,8 @@
 
 A thin wrapper over ``calibration.py`` beside it (the functions :mod:`alc_hf.metrics` serves, so the same numbers
 as ``CoverageEvaluator``). Self-contained: this folder imports nothing of alc_hf and can be copied to the Hub as it
-is. Load it offline with ``evaluate.load(alc_hf.evaluation.COVERAGE_METRIC_PATH)``.
+is (its metric card is ``README.md`` beside it, its Space ``app.py``). Load it offline with
+``evaluate.load(alc_hf.evaluation.COVERAGE_METRIC_PATH)``.
 """
 
 import datasets
