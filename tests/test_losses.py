@@ -8,11 +8,12 @@ import pytest
 import torch
 from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
+    MatryoshkaLoss,
     MultipleNegativesRankingLoss,
 )
 
 from alc_hf import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
-from alc_hf.losses.base import ScoredBatch, label_ids_from_texts
+from alc_hf.losses.base import LossParts, ScoredBatch, label_ids_from_texts
 from alc_hf.training.config import build_loss
 
 QUERIES = ["sony wh1000 black", "apple iphone 15 128gb", "usb c cable 2m", "dell xps 13 laptop", "bose qc45 white"]
@@ -199,9 +200,100 @@ def test_bad_configuration_is_a_clear_error(tiny_model, build, message):
 
 
 def test_base_loss_that_cannot_share_embeddings_names_the_missing_method(tiny_model):
-    # GradCache embeds in its own mini-batches, so it cannot take embeddings computed once for everyone.
-    with pytest.raises(TypeError, match="CachedMultipleNegativesRankingLoss: it has no compute_loss_from_embeddings"):
-        ALCLoss(tiny_model, base_loss=CachedMultipleNegativesRankingLoss(tiny_model))
+    # MatryoshkaLoss embeds through the model itself, so it cannot take embeddings computed once for everyone.
+    matryoshka = MatryoshkaLoss(tiny_model, MultipleNegativesRankingLoss(tiny_model), matryoshka_dims=[32, 16])
+    with pytest.raises(TypeError, match="MatryoshkaLoss: it has no compute_loss_from_embeddings"):
+        ALCLoss(tiny_model, base_loss=matryoshka)
+
+
+@pytest.mark.parametrize("wrapper", [ALCLoss, TCMLoss])
+def test_a_gradient_caching_base_loss_is_refused_at_construction_with_what_to_use(tiny_model, wrapper):
+    name = wrapper.__name__
+    with pytest.raises(TypeError) as raised:
+        wrapper(tiny_model, base_loss=CachedMultipleNegativesRankingLoss(tiny_model, mini_batch_size=2))
+    message = str(raised.value)
+    assert message.startswith(f"{name} cannot wrap CachedMultipleNegativesRankingLoss: {name} needs the embeddings of")
+    assert "computes them in mini-batches" in message
+    assert "Use MultipleNegativesRankingLoss(model) (the recipe's 'mnrl')" in message
+    assert "gradient_accumulation_steps" in message
+
+
+def reference_matryoshka_tcm(raw: list[torch.Tensor], dims: list[int]) -> dict[str, torch.Tensor]:
+    """MatryoshkaLoss(TCMLoss(softmax)) by hand: at each dimension, truncate, renormalise, and add the multi-positive
+    softmax (scale 20) and TCM (m+ 0.9, m- 0.5) over every (query, candidate) pair; every text differs, so only row
+    i's own label is its positive."""
+    parts = {"base": torch.zeros(()), "tcm": torch.zeros(())}
+    for dim in dims:
+        query, *columns = (torch.nn.functional.normalize(column[:, :dim], dim=-1) for column in raw)
+        candidates = torch.cat(columns)
+        base_terms, positive_violations, negative_violations = [], [], []
+        for i in range(query.size(0)):
+            scores = [query[i] @ candidates[j] for j in range(candidates.size(0))]
+            positive = 20 * scores[i]
+            logits = torch.stack([20 * s for s in scores])
+            base_terms.append(torch.logsumexp(logits, dim=0) - positive)
+            for j, score in enumerate(scores):
+                if j == i and score < 0.9:
+                    positive_violations.append(0.9 - score)
+                elif j != i and score > 0.5:
+                    negative_violations.append(score - 0.5)
+        parts["base"] = parts["base"] + torch.stack(base_terms).mean()
+        for violations in (positive_violations, negative_violations):
+            if violations:
+                parts["tcm"] = parts["tcm"] + torch.stack(violations).mean()
+    return parts
+
+
+def test_matryoshka_around_tcm_trains_every_dimension_as_computed_by_hand(tiny_model):
+    tiny_model.eval()  # no dropout: the reference pass must see the same embeddings
+    dims = [32, 16, 8]
+    batch = features(tiny_model, QUERIES, LABELS, NEGATIVES)
+    loss = MatryoshkaLoss(tiny_model, TCMLoss(tiny_model), matryoshka_dims=dims)
+    parts = loss(batch, None)
+    assert isinstance(parts, LossParts) and set(parts) == {"base", "tcm"}
+    sum(parts.values()).backward()
+    gradients = [p.grad.clone() for p in tiny_model.parameters() if p.grad is not None]
+    tiny_model.zero_grad()
+    reference = reference_matryoshka_tcm([tiny_model(f)["sentence_embedding"] for f in batch], dims)
+    for name in ("base", "tcm"):
+        assert parts[name].item() == pytest.approx(reference[name].item(), rel=1e-5), name
+    # Not the full-dimension loss alone: the truncated dimensions count.
+    assert (
+        parts["base"].item()
+        > 1.5 * reference_matryoshka_tcm([tiny_model(f)["sentence_embedding"] for f in batch], [32])["base"].item()
+    )
+    tiny_model.zero_grad()
+    sum(reference.values()).backward()
+    expected = [p.grad for p in tiny_model.parameters() if p.grad is not None]
+    assert len(gradients) == len(expected) > 0
+    for got, want in zip(gradients, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_parts_weigh_and_sum_like_numbers():
+    a = LossParts(base=torch.tensor(1.0), tcm=torch.tensor(2.0))
+    b = LossParts(base=torch.tensor(10.0), qb=torch.tensor(4.0))
+    summed = 0.0 + 2 * a + b / torch.tensor(2.0)
+    assert set(summed) == {"base", "tcm", "qb"}
+    assert [summed[n].item() for n in ("base", "tcm", "qb")] == [7.0, 4.0, 2.0]
+    with pytest.raises(TypeError, match="cannot add Tensor"):
+        a + torch.tensor(1.0)
+    with pytest.raises(TypeError, match="cannot add float"):
+        a + 1.5
+
+
+@pytest.mark.parametrize(
+    "build",
+    [lambda m: ALCLoss(m), lambda m: TCMLoss(m, base_loss=ALCLoss(m, base_loss=MultipleNegativesRankingLoss(m)))],
+    ids=["alc", "tcm-alc-mnrl"],
+)
+def test_matryoshka_around_alc_fails_with_what_to_use_instead(tiny_model, build):
+    loss = MatryoshkaLoss(tiny_model, build(tiny_model), matryoshka_dims=[32, 16])
+    with pytest.raises(ValueError) as raised:
+        loss(features(tiny_model, QUERIES, LABELS), None)
+    message = str(raised.value)
+    assert "pair head scores 32-dimensional embeddings (the model's), but this batch's are 16-dimensional" in message
+    assert "MatryoshkaLoss(model, TCMLoss(model), matryoshka_dims=[...])" in message
 
 
 def test_base_loss_on_another_model_is_rejected(tiny_model, tiny_encoder_dir):

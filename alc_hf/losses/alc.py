@@ -118,6 +118,15 @@ class ALCLoss(WrappingLoss):
         parts = self.base_loss_parts(batch)
         if self.ql_weight == 0 and self.qb_weight == 0:
             return parts
+        dimension = batch.queries.size(-1)
+        if dimension != self.pair_head.embedding_dim:
+            raise ValueError(
+                f"ALCLoss's pair head scores {self.pair_head.embedding_dim}-dimensional embeddings (the model's), but "
+                f"this batch's are {dimension}-dimensional: a loss modifier that truncates embeddings, such as "
+                "MatryoshkaLoss, cannot wrap ALCLoss or a loss around it (the head has no weights for a shorter "
+                "embedding). Wrap TCMLoss or a base loss instead, e.g. MatryoshkaLoss(model, TCMLoss(model), "
+                "matryoshka_dims=[...]), and train ALCLoss without MatryoshkaLoss"
+            )
         if is_distributed():
             average_gradients_across_processes(self.pair_head)
         negatives = hardest_negative_indices(batch.scores, batch.positive_mask, self.num_negatives)

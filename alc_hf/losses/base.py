@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from sentence_transformers.base.losses.gradcache import uses_gradient_cache
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from sentence_transformers.util import all_gather, all_gather_with_grad, get_rank, get_world_size
@@ -198,6 +199,42 @@ def _split_label_ids(
 # the losses
 
 
+class LossParts(dict):
+    """A loss's named parts (``{"base": ..., "tcm": ...}``): a dict, so the trainer logs each part and optimises
+    their sum, that also scales and adds like a number, so sentence-transformers' loss modifiers that weigh and sum
+    the losses they wrap (``MatryoshkaLoss``: ``loss += weight * inner(...)``) keep working and keep the parts named.
+
+    ``parts * w`` and ``parts / w`` scale every part by a number or a 0-dim tensor; ``a + b`` adds two ``LossParts``
+    part by part (a part only one has is kept); ``0 + parts`` is ``parts`` (the start of a sum). Adding a bare
+    number or tensor is a ``TypeError``: there is no telling which part it belongs to.
+    """
+
+    def __mul__(self, weight: float | Tensor) -> LossParts:
+        if isinstance(weight, dict) or (isinstance(weight, Tensor) and weight.dim() != 0):
+            return NotImplemented
+        return LossParts({name: value * weight for name, value in self.items()})
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: float | Tensor) -> LossParts:
+        return self * (1 / divisor)
+
+    def __add__(self, other: LossParts | float) -> LossParts:
+        if isinstance(other, (int, float)) and other == 0:
+            return LossParts(self)
+        if not isinstance(other, dict):
+            raise TypeError(
+                f"cannot add {type(other).__name__} {other!r} to named loss parts {sorted(self)}: add LossParts, "
+                "whose parts are named"
+            )
+        summed = LossParts(self)
+        for name, value in other.items():
+            summed[name] = summed[name] + value if name in summed else value
+        return summed
+
+    __radd__ = __add__
+
+
 class InBatchLoss(nn.Module):
     """A loss over in-batch (query, label) candidates that can share its scored batch with other objectives.
 
@@ -238,7 +275,7 @@ class InBatchLoss(nn.Module):
         batch = ScoredBatch.build(embeddings, labels, self.gathers_across_devices())
         self.last_num_candidates = batch.candidates.size(0)
         parts = self.loss_parts(batch)
-        return parts if len(parts) > 1 else next(iter(parts.values()))
+        return LossParts(parts) if len(parts) > 1 else next(iter(parts.values()))
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"gather_across_devices": self.gather_across_devices}
@@ -263,6 +300,15 @@ class WrappingLoss(InBatchLoss):
                 f"{owner}: base_loss must be a loss object such as HardestNegativeTripletLoss(model) or "
                 f"MultipleNegativesRankingLoss(model), got {base_loss!r}; names such as 'softmax' and 'triplet' are "
                 "resolved by alc_hf.training.build_loss"
+            )
+        if uses_gradient_cache(base_loss):
+            raise TypeError(
+                f"{owner} cannot wrap {type(base_loss).__name__}: {owner} needs the embeddings of the whole batch at "
+                "once, with their gradients, to score every query against every candidate; a gradient-caching "
+                "(GradCache) loss computes them in mini-batches and never holds them together. Use "
+                "MultipleNegativesRankingLoss(model) (the recipe's 'mnrl') or the default base loss, with a per-device "
+                "batch that fits in memory; gradient_accumulation_steps keeps the optimiser's batch size (not the "
+                "number of in-batch negatives), and gather_across_devices=True on several devices adds negatives"
             )
         if not callable(getattr(base_loss, "compute_loss_from_embeddings", None)):
             raise TypeError(
