@@ -224,8 +224,9 @@ class LossParts(dict):
             return LossParts(self)
         if not isinstance(other, dict):
             raise TypeError(
-                f"cannot add {type(other).__name__} {other!r} to named loss parts {sorted(self)}: add LossParts, "
-                "whose parts are named"
+                f"cannot add {type(other).__name__} {other!r} to named loss parts {sorted(self)}: there is no telling "
+                "which part it belongs to (a loss modifier that adds a term of its own to the loss it wraps, such as "
+                "AdaptiveLayerLoss, cannot wrap alc_hf's losses)"
             )
         summed = LossParts(self)
         for name, value in other.items():
