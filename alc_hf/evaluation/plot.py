@@ -51,11 +51,12 @@ def plot_report(report: CoverageReport, path: str | Path) -> Path:
 
         scores, correct = report.test_top1
         scored = scores > -np.inf
-        bins = np.linspace(scores[scored].min(), scores[scored].max(), 41) if scored.any() else 10
-        histogram_axes.hist(scores[scored & correct], bins=bins, alpha=0.6, label="correct top-1")
-        histogram_axes.hist(scores[scored & ~correct], bins=bins, alpha=0.6, label="wrong top-1")
         calibration_scores = report.calibration_top1[0]
         calibration_scores = calibration_scores[calibration_scores > -np.inf]
+        both = np.concatenate([scores[scored], calibration_scores])
+        bins = np.linspace(both.min(), both.max(), 41) if both.size else 10
+        histogram_axes.hist(scores[scored & correct], bins=bins, alpha=0.6, label="correct top-1")
+        histogram_axes.hist(scores[scored & ~correct], bins=bins, alpha=0.6, label="wrong top-1")
         if calibration_scores.size:
             # The calibration split's scores at the test split's scale: where the two differ, the threshold moves.
             histogram_axes.hist(

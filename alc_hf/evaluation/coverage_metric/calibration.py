@@ -334,7 +334,7 @@ class ScoreShift:
         if self.warning:
             text += (
                 f". The top-1 scores shifted (p < {self.alpha:g} and a share moved by more than "
-                f"{self.tolerance:.0%}): the calibrated thresholds may not give their precision on test"
+                f"{100 * self.tolerance:g} points): the calibrated thresholds may not give their precision on test"
             )
         return text
 
