@@ -34,7 +34,7 @@ from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from torch import nn
 from transformers import set_seed
 
-from alc_hf.data.query_labels import XMCData
+from alc_hf.data.query_labels import XMCData, check_int
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError, embed_texts, resolve_model_path
 from alc_hf.retrieval import LabelIndex
 
@@ -78,8 +78,7 @@ def verifier_pairs(
     Raises:
         ValueError: ``num_mined`` below 0, or data without any (query, positive) pair.
     """
-    if isinstance(num_mined, bool) or not isinstance(num_mined, int | np.integer) or num_mined < 0:
-        raise ValueError(f"num_mined must be an integer >= 0, got {num_mined!r}")
+    check_int(num_mined, "num_mined", minimum=0)
     if data.positives.ids.size == 0:
         raise ValueError(f"{data.source}: no (query, positive) pair to train a verifier on")
     parts = [(_positive_pairs(data), 1.0)]
@@ -158,8 +157,7 @@ def initial_verifier(
         ValueError: ``max_length`` below 1, or a model that cannot be a verifier.
         ModelLoadError: the model cannot be loaded.
     """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
+    max_length = check_int(max_length, "max_length")
     # Seeded before the model: the new classification head is initialised when it is loaded.
     set_seed(seed)
     resolved = resolve_model_path(str(model_name_or_path))

@@ -96,6 +96,14 @@ def is_member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[position] == values
 
 
+def check_int(value: int, name: str, minimum: int = 1) -> int:
+    """``value`` as an ``int`` when it is an integer (not a bool) of at least ``minimum``; else a ValueError naming
+    ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def checked_row_norms(rows: np.ndarray, name: str, normalize: bool = True) -> np.ndarray | None:
     """Check every row of embeddings is finite (and, with ``normalize``, has a usable norm); return the float32 row
     norms, or None without ``normalize``. Errors name ``name`` and the first bad row."""

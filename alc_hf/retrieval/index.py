@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from alc_hf.data.query_labels import RaggedIds, checked_row_norms, is_member, pair_keys, sorted_unique
+from alc_hf.data.query_labels import RaggedIds, check_int, checked_row_norms, is_member, pair_keys, sorted_unique
 
 KINDS = ("flat", "hnsw", "ivf")
 DEFAULT_OPTIONS: dict[str, dict[str, int | None]] = {
@@ -76,8 +76,7 @@ class LabelIndex:
                 f"unknown option(s) {unknown} for kind {kind!r}; it takes {sorted(DEFAULT_OPTIONS[kind]) or 'none'}"
             )
         for name, value in options.items():
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"option {name} must be an integer >= 1, got {value!r}")
+            check_int(value, f"option {name}")
         corpus = np.asarray(corpus_embeddings)
         if corpus.ndim != 2 or corpus.shape[0] == 0 or corpus.shape[1] == 0:
             raise ValueError(f"corpus_embeddings must be a non-empty 2-D array [num_labels, dim], got {corpus.shape}")
@@ -161,7 +160,7 @@ class LabelIndex:
         Raises:
             ValueError: bad queries (see the class), ``k`` below 1, or a filter pair out of range.
         """
-        k = _checked_positive_int(k, "k")
+        k = check_int(k, "k")
         queries = self._checked_queries(query_embeddings)
         norms = checked_row_norms(queries, "query_embeddings", self._normalize)
         num_queries = queries.shape[0]
@@ -208,7 +207,7 @@ class LabelIndex:
             ValueError: bad queries or ``k``, a candidate count that differs from the query count, a candidate
                 label index out of range (naming the query row), or a filter pair out of range.
         """
-        k = _checked_positive_int(k, "k")
+        k = check_int(k, "k")
         queries = self._checked_queries(query_embeddings)
         norms = checked_row_norms(queries, "query_embeddings", self._normalize)
         num_queries, num_labels = queries.shape[0], self.num_labels
@@ -296,8 +295,8 @@ class LabelIndex:
         Raises:
             ValueError: bad queries, no query, or ``k`` / ``sample`` below 1.
         """
-        k = min(_checked_positive_int(k, "k"), self.num_labels)
-        sample = _checked_positive_int(sample, "sample")
+        k = min(check_int(k, "k"), self.num_labels)
+        sample = check_int(sample, "sample")
         queries = self._checked_queries(query_embeddings)
         if queries.shape[0] == 0:
             raise ValueError("recall needs at least one query, got 0")
@@ -351,12 +350,6 @@ class LabelIndex:
             )
         keys = sorted_unique(pair_keys(pairs[:, 0], pairs[:, 1], self.num_labels))
         return keys, np.bincount(keys // self.num_labels, minlength=num_queries)
-
-
-def _checked_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _as_float32_rows(rows: np.ndarray, which: np.ndarray | slice, norms: np.ndarray | None) -> np.ndarray:
