@@ -48,12 +48,10 @@ def check_view(view: EvaluationView, name: str) -> None:
         raise ValueError(
             f"the {name} split has {len(view.queries)} queries but relevant labels for {len(view.relevant)}"
         )
-    ids = view.relevant.ids
-    outside = (ids < 0) | (ids >= len(view.corpus))
-    if outside.any():
-        query = int(view.relevant.row_of_each_id()[outside][0])
+    bad = view.relevant.first_outside(len(view.corpus))
+    if bad is not None:
         raise ValueError(
-            f"the {name} split's query {query} has a relevant label index outside the corpus [0, {len(view.corpus)})"
+            f"the {name} split's query {bad[0]} has a relevant label index outside the corpus [0, {len(view.corpus)})"
         )
 
 

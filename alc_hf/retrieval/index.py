@@ -89,13 +89,9 @@ class LabelIndex:
 
         if kind == "flat":
             self._index = faiss.IndexFlatIP(dim)
-            self._index.add(vectors)
-            self._search_params = None
         elif kind == "hnsw":
             self._index = faiss.IndexHNSWFlat(dim, int(self._options["M"]), faiss.METRIC_INNER_PRODUCT)
             self._index.hnsw.efConstruction = int(self._options["ef_construction"])
-            self._index.add(vectors)
-            self._search_params = None
         else:
             nlist = self._options["nlist"]
             if nlist is None:
@@ -108,8 +104,7 @@ class LabelIndex:
             self._quantizer = faiss.IndexFlatIP(dim)
             self._index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             self._index.train(vectors)
-            self._index.add(vectors)
-            self._search_params = faiss.SearchParametersIVF(nprobe=self._options["nprobe"])
+        self._index.add(vectors)
 
         if kind == "ivf":
             # IVF lists keep vectors in cluster order; candidates and recall need them by label index, and a
@@ -218,17 +213,11 @@ class LabelIndex:
             )
         if len(candidates) != num_queries:
             raise ValueError(f"candidates has {len(candidates)} rows but there are {num_queries} queries")
-        rows = candidates.row_of_each_id()
-        labels = candidates.ids
-        bad = (labels < 0) | (labels >= num_labels)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"candidates of query {int(rows[first])} include label index {int(labels[first])}, "
-                f"outside [0, {num_labels})"
-            )
+        bad = candidates.first_outside(num_labels)
+        if bad is not None:
+            raise ValueError(f"candidates of query {bad[0]} include label index {bad[1]}, outside [0, {num_labels})")
         # Sorted unique (row, label) keys drop duplicates and leave the pairs grouped by row, labels ascending.
-        keys = sorted_unique(pair_keys(rows, labels, num_labels))
+        keys = sorted_unique(pair_keys(candidates.row_of_each_id(), candidates.ids, num_labels))
         filter_keys, _ = self._filter_keys(filter_pairs, num_queries)
         keys = keys[~is_member(keys, filter_keys)]
         rows, labels = np.divmod(keys, num_labels)
@@ -320,7 +309,7 @@ class LabelIndex:
         if self._kind == "hnsw":
             # HNSW cannot return more results than its search beam holds.
             return faiss.SearchParametersHNSW(efSearch=max(int(self._options["ef_search"]), width))
-        return self._search_params
+        return faiss.SearchParametersIVF(nprobe=self._options["nprobe"]) if self._kind == "ivf" else None
 
     def _checked_queries(self, query_embeddings: np.ndarray) -> np.ndarray:
         queries = np.asarray(query_embeddings)
@@ -330,9 +319,7 @@ class LabelIndex:
 
     def _filter_keys(self, filter_pairs: np.ndarray | None, num_queries: int) -> tuple[np.ndarray, np.ndarray]:
         """Sorted unique ``row * num_labels + label`` keys of the filter pairs, and the number per query row."""
-        if filter_pairs is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(num_queries, dtype=np.int64)
-        pairs = np.asarray(filter_pairs)
+        pairs = np.zeros((0, 2), dtype=np.int64) if filter_pairs is None else np.asarray(filter_pairs)
         if pairs.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(num_queries, dtype=np.int64)
         if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
