@@ -66,10 +66,8 @@ def _first_label_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if pa.types.is_list(value_type) or pa.types.is_large_list(value_type) or pa.types.is_fixed_size_list(value_type):
         column = pc.list_element(column, 0)
         value_type = column.type
-    if pa.types.is_integer(value_type):
-        values = column.to_numpy(zero_copy_only=False) if column.null_count == 0 else None
-        if values is not None:
-            return _dense_ids(np.asarray(values, dtype=np.int64))
+    if pa.types.is_integer(value_type) and column.null_count == 0:
+        return _dense_ids(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64))
     return _text_ids(pc.cast(column, pa.string()))
 
 

@@ -104,8 +104,7 @@ def _check_filter_pairs(path: Path, pairs: np.ndarray, num_queries: int, num_lab
     if not bad.any():
         return
     k = int(np.argmax(bad))  # k-th non-blank line of the file
-    non_blank = (n for n, line in enumerate(split_lines(read_text(path)), start=1) if line.strip())
-    line_number = next(n for i, n in enumerate(non_blank) if i == k)
+    line_number = [n for n, line in enumerate(split_lines(read_text(path)), start=1) if line.strip()][k]
     q, lab = (int(v) for v in pairs[k])
     if q >= num_queries:
         raise DataFormatError(f"{path}:{line_number}: query index {q} out of range, the split has {num_queries} rows")
