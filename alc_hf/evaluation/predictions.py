@@ -39,6 +39,10 @@ class SplitPredictions:
     def precision_at(self, k: int) -> float:
         return precision_from_relevance(self.correct, k)
 
+    def summary(self, precision_at_k: Sequence[int]) -> SplitSummary:
+        precisions = {k: self.precision_at(k) for k in precision_at_k}
+        return SplitSummary(self.name, self.num_queries, self.num_with_match, precisions)
+
 
 def check_view(view: EvaluationView, name: str) -> None:
     """Errors for a view that cannot be evaluated: no query, or relevant labels that are not in the corpus."""
@@ -116,15 +120,8 @@ def coverage_report(
             )
         classes = label_groups[classes]
     return CoverageReport(
-        calibration=SplitSummary(
-            calibration.name,
-            calibration.num_queries,
-            calibration.num_with_match,
-            {k: calibration.precision_at(k) for k in precision_at_k},
-        ),
-        test=SplitSummary(
-            test.name, test.num_queries, test.num_with_match, {k: test.precision_at(k) for k in precision_at_k}
-        ),
+        calibration=calibration.summary(precision_at_k),
+        test=test.summary(precision_at_k),
         method=method,
         delta=delta if method == "clopper_pearson" else None,
         coverage=coverage,
