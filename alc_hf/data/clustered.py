@@ -230,10 +230,7 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
 
     Turn it on with ``SentenceTransformerTrainingArguments(batch_sampler=ClusteredBatchSampler.configure(...))``.
 
-    Distributed training: every process iterates the same sampler and accelerate's ``BatchSamplerShard`` hands out
-    every n-th batch, so the plan must be identical everywhere. Embeddings computed on different devices differ in
-    the last bits, which can change the clusters; so :meth:`set_embeddings` is collective under
-    ``torch.distributed``: the main process clusters its embeddings and broadcasts the cluster ids.
+    Distributed training: :meth:`set_embeddings` is collective (the main process clusters, every process plans).
     """
 
     def __init__(
@@ -286,8 +283,10 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
         where every batch but the last is full); otherwise the next plan uses the clusters.
 
         Under ``torch.distributed`` (initialised, more than one process) every process must call this at the same
-        point: the main process's embeddings are clustered and the cluster ids broadcast (the other processes may
-        pass None), and the re-planning starts after the furthest batch any process has yielded.
+        point. accelerate's ``BatchSamplerShard`` hands each process every n-th batch, so the plan must be the same
+        everywhere, and embeddings computed on different devices differ in the last bits, which can change the
+        clusters: so the main process's embeddings are clustered and the cluster ids broadcast (the other processes
+        may pass None), and the re-planning starts after the furthest batch any process has yielded.
 
         Raises:
             ValueError: embeddings of the wrong shape, with NaN or inf, or with an all-zero row (on the main
@@ -384,10 +383,9 @@ class ClusterRefreshCallback(TrainerCallback):
     """Re-embeds the training items with the model being trained and gives the embeddings to the
     :class:`ClusteredBatchSampler`, so the clusters follow the encoder as it learns.
 
-    By default it refreshes at the start of every epoch from the second on (the first epoch uses random batches,
-    or embeddings computed before training with ``refresh_at_start=True``); ``every_n_epochs=N`` refreshes at the
-    start of every N-th epoch, ``every_n_steps=N`` after every N-th optimizer step instead (the rest of the epoch is
-    re-planned; batches the dataloader has already fetched are kept).
+    By default it refreshes at the start of every epoch from the second on (the first epoch uses random batches
+    unless ``refresh_at_start``); a refresh after a step (``every_n_steps``) re-plans the rest of the epoch, keeping
+    the batches the dataloader has already fetched.
 
     Embeddings come from ``model.encode_query`` (``cluster_by="query"``) or ``model.encode_document`` (``"label"``)
     when the model has them, else ``model.encode``: eval mode, no gradient, L2-normalised float32; the model's

@@ -257,8 +257,7 @@ class UniqueQueryLabelBatchSampler(DefaultBatchSampler):
             the first/second text column).
         max_scan: candidates examined per batch before it is closed (default ``4 * batch_size + 16``).
 
-    Turn it on with ``SentenceTransformerTrainingArguments(batch_sampler=UniqueQueryLabelBatchSampler)``; for
-    options use :meth:`configure` or :class:`OneRowPerQueryBatchSampler`.
+    Usage and options: see the module docstring.
 
     Note: a query (or label) with more rows than there are batches (about ``len(dataset) / batch_size``) cannot
     be spread over full batches; the plan then ends with several incomplete batches (the fewest the greedy

@@ -192,10 +192,8 @@ class LabelIndex:
         are padded with -1 / -inf. Scores are exact inner products whatever the index kind (ties as the class says).
 
         Args:
-            query_embeddings: ``[n, dim]`` queries.
+            query_embeddings, k, filter_pairs: as for :meth:`search`.
             candidates: per query, the label indices to score; ``len(candidates) == n``.
-            k: predictions per query, >= 1.
-            filter_pairs: ``[m, 2]`` (query row, label index) pairs never returned.
 
         Raises:
             TypeError: ``candidates`` is not a :class:`~alc_hf.data.RaggedIds`.
