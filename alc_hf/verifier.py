@@ -34,7 +34,7 @@ from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from torch import nn
 from transformers import set_seed
 
-from alc_hf.data.query_labels import XMCData
+from alc_hf.data.query_labels import XMCData, check_int, pair_keys
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError, embed_texts, resolve_model_path
 from alc_hf.retrieval import LabelIndex
 
@@ -78,8 +78,7 @@ def verifier_pairs(
     Raises:
         ValueError: ``num_mined`` below 0, or data without any (query, positive) pair.
     """
-    if isinstance(num_mined, bool) or not isinstance(num_mined, int | np.integer) or num_mined < 0:
-        raise ValueError(f"num_mined must be an integer >= 0, got {num_mined!r}")
+    check_int(num_mined, "num_mined", minimum=0)
     if data.positives.ids.size == 0:
         raise ValueError(f"{data.source}: no (query, positive) pair to train a verifier on")
     parts = [(_positive_pairs(data), 1.0)]
@@ -90,18 +89,10 @@ def verifier_pairs(
     pairs = np.concatenate([part for part, _ in parts])
     scores = np.concatenate([np.full(len(part), score, dtype=np.float32) for part, score in parts])
 
-    query_text = _text_ids(data.queries)[pairs[:, 0]]
-    label_text = _text_ids(data.labels)[pairs[:, 1]]
-    # Positives come first, and a stable sort keeps the first row of each text pair: the positive where both exist.
-    order = np.lexsort((label_text, query_text))
-    key_query, key_label = query_text[order], label_text[order]
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = (key_query[1:] != key_query[:-1]) | (key_label[1:] != key_label[:-1])
-    kept = order[first]
-    # Negatives after a positive of the same text pair (their group's first row) are the conflicts dropped.
-    sorted_scores = scores[order]
-    group_is_positive = (sorted_scores[first] == 1.0)[np.cumsum(first) - 1]
-    conflicting = int((~first & (sorted_scores == 0.0) & group_is_positive).sum())
+    text_pairs = pair_keys(_text_ids(data.queries)[pairs[:, 0]], _text_ids(data.labels)[pairs[:, 1]], data.num_labels)
+    # Positives come first, and np.unique keeps the first row of each text pair: the positive where both exist.
+    _, kept = np.unique(text_pairs, return_index=True)
+    conflicting = int(np.isin(text_pairs[scores == 0.0], text_pairs[scores == 1.0]).sum())
     if conflicting:
         logger.warning(
             "%s: %d negative pair(s) have the same query and label texts as a positive and were dropped",
@@ -158,8 +149,7 @@ def initial_verifier(
         ValueError: ``max_length`` below 1, or a model that cannot be a verifier.
         ModelLoadError: the model cannot be loaded.
     """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
+    max_length = check_int(max_length, "max_length")
     # Seeded before the model: the new classification head is initialised when it is loaded.
     set_seed(seed)
     resolved = resolve_model_path(str(model_name_or_path))
@@ -200,9 +190,8 @@ def train_verifier(
     ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` says otherwise.
 
     Raises:
-        ValueError: pairs without exactly the columns query, label and score, no pair, a score outside [0, 1], no
-            positive or no negative, a bad ``pos_weight``, ``max_length`` below 1, or a model that cannot be a
-            verifier (see :func:`check_verifier`); all before training starts.
+        ValueError: bad pairs or ``pos_weight`` (see :func:`resolve_pos_weight`), ``max_length`` below 1, or a model
+            that cannot be a verifier (see :func:`check_verifier`); all before training starts.
     """
     pos_weight_value = resolve_pos_weight(pairs, pos_weight)
     if not isinstance(model, CrossEncoder):

@@ -409,24 +409,22 @@ def _format_number(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# How the catalog writes an attribute of each kind ("{}": the value); other kinds (colour) are the value itself.
+_LABEL_FORMATS = {
+    "ram": "{} GB RAM",
+    "size": '{}"',
+    "watt": "{} W",
+    "length": "{} m",
+    "mah": "{} mAh",
+    "case": "{} mm",
+    "layout": "{} Layout",
+}
+
+
 def _label_attribute(kind: str, value: object) -> str:
     if kind == "storage":
         return _format_storage(int(value))  # type: ignore[arg-type]
-    if kind == "ram":
-        return f"{value} GB RAM"
-    if kind == "size":
-        return f'{value}"'
-    if kind == "watt":
-        return f"{value} W"
-    if kind == "length":
-        return f"{_format_number(value)} m"
-    if kind == "mah":
-        return f"{value} mAh"
-    if kind == "case":
-        return f"{value} mm"
-    if kind == "layout":
-        return f"{value} Layout"
-    return str(value)
+    return _LABEL_FORMATS.get(kind, "{}").format(_format_number(value))
 
 
 def _all_products() -> list[tuple[str, str, str, int, tuple[tuple[str, object], ...]]]:
@@ -643,8 +641,6 @@ class _OfferWriter:
             (choice,) = rng.choices(range(len(candidates)), weights=weights)
             picked.append(candidates[choice].index)
             weights[choice] = 0.0
-            if not any(weights):
-                break
         return sorted(picked)
 
 

@@ -30,7 +30,7 @@ from sentence_transformers.util import get_rank, get_world_size
 from sentence_transformers.util.distributed import distributed_evaluation
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from alc_hf.data.query_labels import RaggedIds, checked_row_norms
+from alc_hf.data.query_labels import RaggedIds, check_int, checked_row_norms
 from alc_hf.data.sampler import UniqueQueryLabelBatchSampler, _dense_ids, _group_ranks, pack_unique_batches
 from alc_hf.models import embed_texts
 
@@ -91,19 +91,13 @@ def neighbour_clusters(embeddings: np.ndarray, cluster_size: int, seed: int = 0)
     Raises:
         ValueError: ``cluster_size`` below 1, embeddings that are not 2-D, hold NaN or inf, or have a zero row.
     """
-    cluster_size = _checked_cluster_size(cluster_size)
+    cluster_size = check_int(cluster_size, "cluster_size")
     vectors = _normalised_rows(embeddings)
     cluster_of = np.empty(len(vectors), dtype=np.int64)
     next_cluster = 0
     for members in _coarse_cells(vectors, int(seed) % (1 << 31)):
         next_cluster = _group_cell(vectors, members, cluster_size, next_cluster, cluster_of)
     return cluster_of
-
-
-def _checked_cluster_size(cluster_size: int) -> int:
-    if isinstance(cluster_size, bool) or not isinstance(cluster_size, int | np.integer) or cluster_size < 1:
-        raise ValueError(f"cluster_size must be an integer >= 1 (items per cluster), got {cluster_size!r}")
-    return int(cluster_size)
 
 
 def _normalised_rows(embeddings: np.ndarray) -> np.ndarray:
@@ -236,10 +230,7 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
 
     Turn it on with ``SentenceTransformerTrainingArguments(batch_sampler=ClusteredBatchSampler.configure(...))``.
 
-    Distributed training: every process iterates the same sampler and accelerate's ``BatchSamplerShard`` hands out
-    every n-th batch, so the plan must be identical everywhere. Embeddings computed on different devices differ in
-    the last bits, which can change the clusters; so :meth:`set_embeddings` is collective under
-    ``torch.distributed``: the main process clusters its embeddings and broadcasts the cluster ids.
+    Distributed training: :meth:`set_embeddings` is collective (the main process clusters, every process plans).
     """
 
     def __init__(
@@ -253,7 +244,7 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
     ) -> None:
         if cluster_by not in CLUSTER_BY:
             raise ValueError(f"cluster_by must be one of {CLUSTER_BY}, got {cluster_by!r}")
-        self.cluster_size = _checked_cluster_size(cluster_size)
+        self.cluster_size = check_int(cluster_size, "cluster_size")
         super().__init__(dataset, *args, **options)
         self.dataset = dataset
         self.cluster_by = cluster_by
@@ -292,8 +283,10 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
         where every batch but the last is full); otherwise the next plan uses the clusters.
 
         Under ``torch.distributed`` (initialised, more than one process) every process must call this at the same
-        point: the main process's embeddings are clustered and the cluster ids broadcast (the other processes may
-        pass None), and the re-planning starts after the furthest batch any process has yielded.
+        point. accelerate's ``BatchSamplerShard`` hands each process every n-th batch, so the plan must be the same
+        everywhere, and embeddings computed on different devices differ in the last bits, which can change the
+        clusters: so the main process's embeddings are clustered and the cluster ids broadcast (the other processes
+        may pass None), and the re-planning starts after the furthest batch any process has yielded.
 
         Raises:
             ValueError: embeddings of the wrong shape, with NaN or inf, or with an all-zero row (on the main
@@ -316,17 +309,12 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
         self._plan_cache = (self.epoch, served + self._plan_rows(rows, self._rng(self.epoch, position)))
 
     def _clusters_of(self, embeddings: np.ndarray | None) -> np.ndarray:
+        expected = f"[{self.num_items}, dim] (one row per distinct {self.cluster_by}, in embedding_texts() order)"
         if embeddings is None:
-            raise ValueError(
-                f"embeddings is None: pass [{self.num_items}, dim] embeddings (one row per distinct "
-                f"{self.cluster_by}, in the order of embedding_texts())"
-            )
+            raise ValueError(f"embeddings is None, expected {expected}")
         shape = np.shape(embeddings)
         if len(shape) != 2 or shape[0] != self.num_items:
-            raise ValueError(
-                f"embeddings must be [{self.num_items}, dim] (one row per distinct {self.cluster_by}, in the order "
-                f"of embedding_texts()), got shape {shape}"
-            )
+            raise ValueError(f"embeddings must be {expected}, got shape {shape}")
         return neighbour_clusters(embeddings, self.cluster_size, seed=self.seed or 0)
 
     def _plan_rows(self, rows: np.ndarray | None, rng: np.random.Generator) -> list[list[int]]:
@@ -395,10 +383,9 @@ class ClusterRefreshCallback(TrainerCallback):
     """Re-embeds the training items with the model being trained and gives the embeddings to the
     :class:`ClusteredBatchSampler`, so the clusters follow the encoder as it learns.
 
-    By default it refreshes at the start of every epoch from the second on (the first epoch uses random batches,
-    or embeddings computed before training with ``refresh_at_start=True``); ``every_n_epochs=N`` refreshes at the
-    start of every N-th epoch, ``every_n_steps=N`` after every N-th optimizer step instead (the rest of the epoch is
-    re-planned; batches the dataloader has already fetched are kept).
+    By default it refreshes at the start of every epoch from the second on (the first epoch uses random batches
+    unless ``refresh_at_start``); a refresh after a step (``every_n_steps``) re-plans the rest of the epoch, keeping
+    the batches the dataloader has already fetched.
 
     Embeddings come from ``model.encode_query`` (``cluster_by="query"``) or ``model.encode_document`` (``"label"``)
     when the model has them, else ``model.encode``: eval mode, no gradient, L2-normalised float32; the model's
@@ -441,13 +428,10 @@ class ClusterRefreshCallback(TrainerCallback):
             raise ValueError(
                 f"give every_n_epochs or every_n_steps, not both (got {every_n_epochs!r} and {every_n_steps!r})"
             )
-        for name, value in (
-            ("every_n_epochs", every_n_epochs),
-            ("every_n_steps", every_n_steps),
-            ("batch_size", batch_size),
-        ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name, value in (("every_n_epochs", every_n_epochs), ("every_n_steps", every_n_steps)):
+            if value is not None:
+                check_int(value, name)
+        check_int(batch_size, "batch_size")
         self.every_n_epochs = 1 if every_n_epochs is None and every_n_steps is None else every_n_epochs
         self.every_n_steps = every_n_steps
         self.refresh_at_start = refresh_at_start

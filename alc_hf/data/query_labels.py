@@ -68,6 +68,13 @@ class RaggedIds(Sequence):
         table[self.row_of_each_id()[keep], positions[keep]] = self.ids[keep]
         return table
 
+    def first_outside(self, stop: int) -> tuple[int, int] | None:
+        """``(row, id)`` of the first id outside ``[0, stop)``, or None: what an out-of-range error names."""
+        outside = np.flatnonzero((self.ids < 0) | (self.ids >= stop))
+        if outside.size == 0:
+            return None
+        return int(self.row_of_each_id()[outside[0]]), int(self.ids[outside[0]])
+
     def select_rows(self, keep: np.ndarray) -> RaggedIds:
         """The rows where the boolean mask ``keep`` is true."""
         if keep.all():
@@ -94,6 +101,14 @@ def is_member(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
         return np.zeros(np.shape(values), dtype=bool)
     position = np.minimum(np.searchsorted(sorted_keys, values), sorted_keys.size - 1)
     return sorted_keys[position] == values
+
+
+def check_int(value: int, name: str, minimum: int = 1) -> int:
+    """``value`` as an ``int`` when it is an integer (not a bool) of at least ``minimum``; else a ValueError naming
+    ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def checked_row_norms(rows: np.ndarray, name: str, normalize: bool = True) -> np.ndarray | None:
@@ -163,14 +178,10 @@ class XMCData:
         if self.query_ids is not None and len(self.query_ids) != len(self.queries):
             raise ValueError(f"{self.source}: {len(self.queries)} queries but {len(self.query_ids)} query ids")
         for name, ragged in (("positive", self.positives), ("negative", self.negatives)):
-            if (
-                ragged is not None
-                and ragged.ids.size
-                and not 0 <= ragged.ids.min() <= ragged.ids.max() < len(self.labels)
-            ):
-                bad_row = int(ragged.row_of_each_id()[(ragged.ids < 0) | (ragged.ids >= len(self.labels))][0])
+            bad = None if ragged is None else ragged.first_outside(len(self.labels))
+            if bad is not None:
                 raise ValueError(
-                    f"{self.source}: query {bad_row} has a {name} label index outside [0, {len(self.labels)})"
+                    f"{self.source}: query {bad[0]} has a {name} label index outside [0, {len(self.labels)})"
                 )
         self.filter_pairs = np.asarray(self.filter_pairs, dtype=np.int64).reshape(-1, 2)
 

@@ -66,10 +66,8 @@ def _first_label_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if pa.types.is_list(value_type) or pa.types.is_large_list(value_type) or pa.types.is_fixed_size_list(value_type):
         column = pc.list_element(column, 0)
         value_type = column.type
-    if pa.types.is_integer(value_type):
-        values = column.to_numpy(zero_copy_only=False) if column.null_count == 0 else None
-        if values is not None:
-            return _dense_ids(np.asarray(values, dtype=np.int64))
+    if pa.types.is_integer(value_type) and column.null_count == 0:
+        return _dense_ids(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64))
     return _text_ids(pc.cast(column, pa.string()))
 
 
@@ -145,12 +143,22 @@ def pack_unique_batches(
     if len(order) == 0:
         return []
     max_scan = 4 * batch_size + 16 if max_scan is None else max(max_scan, 1)
-
     queries = query_ids.tolist()
     labels = label_ids.tolist()
-    query_mark = dict.fromkeys(query_ids[order].tolist(), -1)
-    label_mark = dict.fromkeys(label_ids[order].tolist(), -1)
-    queue = deque(order.tolist())
+    full, partial = _greedy_batches(queries, labels, order.tolist(), batch_size, max_scan)
+    if 1 < len(partial) <= _MAX_PARTIAL_TO_MERGE:
+        partial = _merge_partial(full, partial, queries, labels, batch_size)
+    return full if drop_last else full + partial
+
+
+def _greedy_batches(
+    queries: list[int], labels: list[int], order: list[int], batch_size: int, max_scan: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The full and the incomplete batches of the rows ``order``, each filled with the first rows whose query and
+    label it does not hold yet (rows scanned past are deferred, see :func:`pack_unique_batches`)."""
+    query_mark = dict.fromkeys((queries[row] for row in order), -1)
+    label_mark = dict.fromkeys((labels[row] for row in order), -1)
+    queue = deque(order)
     full: list[list[int]] = []
     partial: list[list[int]] = []
     number = 0
@@ -171,9 +179,7 @@ def pack_unique_batches(
         queue.extendleft(reversed(skipped))
         (full if len(batch) == batch_size else partial).append(batch)
         number += 1
-    if 1 < len(partial) <= _MAX_PARTIAL_TO_MERGE:
-        partial = _merge_partial(full, partial, queries, labels, batch_size)
-    return full if drop_last else full + partial
+    return full, partial
 
 
 def _merge_partial(
@@ -189,6 +195,9 @@ def _merge_partial(
     current_labels: set[int] = set()
     unplaced: list[int] = []
 
+    def fits(row: int) -> bool:
+        return queries[row] not in current_queries and labels[row] not in current_labels
+
     def add(row: int) -> None:
         current.append(row)
         current_queries.add(queries[row])
@@ -198,8 +207,7 @@ def _merge_partial(
         if len(current) == batch_size:
             full.append(current)
             current, current_queries, current_labels = [], set(), set()
-        query, label = queries[row], labels[row]
-        if query not in current_queries and label not in current_labels:
+        if fits(row):
             add(row)
             continue
         placed = False
@@ -207,18 +215,14 @@ def _merge_partial(
             if budget <= 0:
                 break
             budget -= len(other)
-            clashes = [i for i, x in enumerate(other) if queries[x] == query or labels[x] == label]
-            candidates = clashes if clashes else range(len(other))
+            clashes = [i for i, x in enumerate(other) if queries[x] == queries[row] or labels[x] == labels[row]]
             if len(clashes) > 1:
                 continue
-            for position in candidates:
-                swapped = other[position]
-                if queries[swapped] not in current_queries and labels[swapped] not in current_labels:
-                    other[position] = row
-                    add(swapped)
-                    placed = True
-                    break
-            if placed:
+            position = next((i for i in clashes or range(len(other)) if fits(other[i])), None)
+            if position is not None:
+                add(other[position])
+                other[position] = row
+                placed = True
                 break
         if not placed:
             unplaced.append(row)
@@ -226,20 +230,10 @@ def _merge_partial(
         full.append(current)
     elif current:
         merged.append(current)
-    while unplaced:  # rows that found no swap (degenerate data): greedy batches of their own
-        batch: list[int] = []
-        seen_queries: set[int] = set()
-        seen_labels: set[int] = set()
-        rest: list[int] = []
-        for row in unplaced:
-            if len(batch) < batch_size and queries[row] not in seen_queries and labels[row] not in seen_labels:
-                batch.append(row)
-                seen_queries.add(queries[row])
-                seen_labels.add(labels[row])
-            else:
-                rest.append(row)
-        (full if len(batch) == batch_size else merged).append(batch)
-        unplaced = rest
+    # Rows that found no swap (degenerate data): greedy batches of their own.
+    more_full, rest = _greedy_batches(queries, labels, unplaced, batch_size, max_scan=len(unplaced))
+    full.extend(more_full)
+    merged.extend(rest)
     return merged
 
 
@@ -263,8 +257,7 @@ class UniqueQueryLabelBatchSampler(DefaultBatchSampler):
             the first/second text column).
         max_scan: candidates examined per batch before it is closed (default ``4 * batch_size + 16``).
 
-    Turn it on with ``SentenceTransformerTrainingArguments(batch_sampler=UniqueQueryLabelBatchSampler)``; for
-    options use :meth:`configure` or :class:`OneRowPerQueryBatchSampler`.
+    Usage and options: see the module docstring.
 
     Note: a query (or label) with more rows than there are batches (about ``len(dataset) / batch_size``) cannot
     be spread over full batches; the plan then ends with several incomplete batches (the fewest the greedy

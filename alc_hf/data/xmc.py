@@ -104,8 +104,7 @@ def _check_filter_pairs(path: Path, pairs: np.ndarray, num_queries: int, num_lab
     if not bad.any():
         return
     k = int(np.argmax(bad))  # k-th non-blank line of the file
-    non_blank = (n for n, line in enumerate(split_lines(read_text(path)), start=1) if line.strip())
-    line_number = next(n for i, n in enumerate(non_blank) if i == k)
+    line_number = [n for n, line in enumerate(split_lines(read_text(path)), start=1) if line.strip()][k]
     q, lab = (int(v) for v in pairs[k])
     if q >= num_queries:
         raise DataFormatError(f"{path}:{line_number}: query index {q} out of range, the split has {num_queries} rows")
@@ -247,15 +246,13 @@ def _read_sparse(
             rows[row] = ""
     counts = np.fromiter((line.count(":") for line in rows), dtype=np.int64, count=num_rows)
     labels = _SPARSE_LABEL.findall("\n".join(rows))
-    ids = np.array(labels, dtype=np.int64) if labels else np.zeros(0, dtype=np.int64)
-    positives = RaggedIds.from_lengths(counts, ids)
-    out_of_range = ids >= num_cols
-    if out_of_range.any():
-        for entry in np.flatnonzero(out_of_range):
-            row = int(positives.row_of_each_id()[entry])
-            if good[row]:
-                bad(row, f"label index {int(ids[entry])} >= num_cols {num_cols} from the header")
-        problems.skipped.sort(key=lambda place_reason: int(place_reason[0].rsplit(":", 1)[1]))
+    positives = RaggedIds.from_lengths(counts, np.array(labels, dtype=np.int64))
+    row_of = positives.row_of_each_id()
+    for entry in np.flatnonzero(positives.ids >= num_cols):
+        row = int(row_of[entry])
+        if good[row]:
+            bad(row, f"label index {int(positives.ids[entry])} >= num_cols {num_cols} from the header")
+    problems.skipped.sort(key=lambda place_reason: int(place_reason[0].rsplit(":", 1)[1]))
     return positives, good, problems.skipped
 
 

@@ -109,20 +109,16 @@ def accept_score_predictions(
         features(calibration, calibration_logits)[scored, 0], calibration.correct[scored, 0]
     )
 
-    def combined_scores(predictions: SplitPredictions, logits: np.ndarray) -> np.ndarray:
+    def accepted(predictions: SplitPredictions, logits: np.ndarray) -> dict[str, SplitPredictions]:
         values = features(predictions, logits)
-        return combined(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
+        combined_scores = combined(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
+        return {
+            "pair_head": with_scores(predictions, expit(logits)),
+            "combined": with_scores(predictions, combined_scores),
+        }
 
-    return {
-        "pair_head": (
-            with_scores(calibration, expit(calibration_logits)),
-            with_scores(test, expit(test_logits)),
-        ),
-        "combined": (
-            with_scores(calibration, combined_scores(calibration, calibration_logits)),
-            with_scores(test, combined_scores(test, test_logits)),
-        ),
-    }
+    on_calibration, on_test = accepted(calibration, calibration_logits), accepted(test, test_logits)
+    return {name: (on_calibration[name], on_test[name]) for name in PAIR_HEAD_SCORES}
 
 
 def verifier_predictions(

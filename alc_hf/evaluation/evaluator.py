@@ -22,7 +22,7 @@ from alc_hf.evaluation.accept import (
     pair_head_logits,
     verifier_predictions,
 )
-from alc_hf.evaluation.predictions import check_view, coverage_report, predict_split
+from alc_hf.evaluation.predictions import SplitPredictions, check_view, coverage_report, predict_split
 from alc_hf.evaluation.report import CoverageReport
 from alc_hf.losses import PairHead
 from alc_hf.metrics import CALIBRATION_METHODS, check_target_precision, target_name
@@ -178,7 +178,6 @@ class CoverageEvaluator(BaseEvaluator):
             entry = copy.copy(self)
             entry.name = f"{self.name}_{accept_score}" if self.name else accept_score
             entry.accept_scores = (accept_score,)
-            entry.primary_metric = f"c@1_{target_name(self.target_precisions[0])}"
             self._card_entries[accept_score] = entry
         return self._card_entries[accept_score]
 
@@ -198,38 +197,31 @@ class CoverageEvaluator(BaseEvaluator):
             corpus = {"calibration": self._encode_corpus(model, [self.calibration])}
             corpus["test"] = self._encode_corpus(model, [self.test])
             index = {role: LabelIndex(embedded, kind=self.index_kind) for role, embedded in corpus.items()}
-        # Each decision's cost is timed on the test split, once the catalog is embedded (done once, offline).
+        # Each decision's cost is timed once the catalog is embedded (done once, offline). The loop ends on the test
+        # split, so test_seconds keeps the test split's times; the accept scores' times add to retrieval's.
         test_seconds: dict[str, float] = {}
-        query_embeddings, predictions = {}, {}
+        query_embeddings, logits = {}, {}
+        predictions: dict[str, dict[str, SplitPredictions]] = {name: {} for name in ("cosine", *VERIFIER_SCORES)}
         for role, view in (("calibration", self.calibration), ("test", self.test)):
             started = time.perf_counter()
             query_embeddings[role] = self._encode(model.encode_query, view.queries)
-            predictions[role] = predict_split(view, query_embeddings[role], index[role], k, role)
+            top = predict_split(view, query_embeddings[role], index[role], k, role)
+            predictions["cosine"][role] = top
             test_seconds["cosine"] = time.perf_counter() - started
-        routes = {"cosine": (predictions["calibration"], predictions["test"])}
-        if set(self.accept_scores) & set(PAIR_HEAD_SCORES):
-            logits = {}
-            for role in ("calibration", "test"):
+            if set(self.accept_scores) & set(PAIR_HEAD_SCORES):
                 started = time.perf_counter()
-                logits[role] = pair_head_logits(
-                    self.pair_head, query_embeddings[role], corpus[role], predictions[role].ids
-                )
+                logits[role] = pair_head_logits(self.pair_head, query_embeddings[role], corpus[role], top.ids)
                 test_seconds.update(dict.fromkeys(PAIR_HEAD_SCORES, time.perf_counter() - started))
-            routes.update(
-                accept_score_predictions(
-                    predictions["calibration"], predictions["test"], logits["calibration"], logits["test"]
-                )
-            )
-        for accept_score, depth in (("verifier", 1), ("verifier_rerank", self.rerank_depth)):
-            if accept_score not in self.accept_scores:
-                continue
-            rescored = []
-            for role, view in (("calibration", self.calibration), ("test", self.test)):
-                started = time.perf_counter()
-                rescored.append(verifier_predictions(predictions[role], view, self.verifier, depth, self.batch_size))
-                test_seconds[accept_score] = time.perf_counter() - started
-            routes[accept_score] = tuple(rescored)
-        # The loops end on the test split, so test_seconds holds its times; the accept scores add to retrieval.
+            for accept_score, depth in (("verifier", 1), ("verifier_rerank", self.rerank_depth)):
+                if accept_score in self.accept_scores:
+                    started = time.perf_counter()
+                    predictions[accept_score][role] = verifier_predictions(
+                        top, view, self.verifier, depth, self.batch_size
+                    )
+                    test_seconds[accept_score] = time.perf_counter() - started
+        routes = {name: (split["calibration"], split["test"]) for name, split in predictions.items() if split}
+        if logits:
+            routes.update(accept_score_predictions(*routes["cosine"], logits["calibration"], logits["test"]))
         per_query = 1000 / len(self.test.queries)
         reports = {
             accept_score: replace(

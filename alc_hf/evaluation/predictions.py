@@ -42,6 +42,10 @@ class SplitPredictions:
     def precision_at(self, k: int) -> float:
         return precision_from_relevance(self.correct, k)
 
+    def summary(self, precision_at_k: Sequence[int]) -> SplitSummary:
+        precisions = {k: self.precision_at(k) for k in precision_at_k}
+        return SplitSummary(self.name, self.num_queries, self.num_with_match, precisions)
+
 
 def check_view(view: EvaluationView, name: str) -> None:
     """Errors for a view that cannot be evaluated: no query, or relevant labels that are not in the corpus."""
@@ -51,12 +55,10 @@ def check_view(view: EvaluationView, name: str) -> None:
         raise ValueError(
             f"the {name} split has {len(view.queries)} queries but relevant labels for {len(view.relevant)}"
         )
-    ids = view.relevant.ids
-    outside = (ids < 0) | (ids >= len(view.corpus))
-    if outside.any():
-        query = int(view.relevant.row_of_each_id()[outside][0])
+    bad = view.relevant.first_outside(len(view.corpus))
+    if bad is not None:
         raise ValueError(
-            f"the {name} split's query {query} has a relevant label index outside the corpus [0, {len(view.corpus)})"
+            f"the {name} split's query {bad[0]} has a relevant label index outside the corpus [0, {len(view.corpus)})"
         )
 
 
@@ -134,15 +136,8 @@ def coverage_report(
     if shift.warning:
         warnings.warn(f"{calibration.name} -> {test.name}: {shift.describe()}", ScoreShiftWarning, stacklevel=2)
     return CoverageReport(
-        calibration=SplitSummary(
-            calibration.name,
-            calibration.num_queries,
-            calibration.num_with_match,
-            {k: calibration.precision_at(k) for k in precision_at_k},
-        ),
-        test=SplitSummary(
-            test.name, test.num_queries, test.num_with_match, {k: test.precision_at(k) for k in precision_at_k}
-        ),
+        calibration=calibration.summary(precision_at_k),
+        test=test.summary(precision_at_k),
         method=method,
         delta=delta if method == "clopper_pearson" else None,
         coverage=coverage,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from alc_hf.data.query_labels import RaggedIds, checked_row_norms, is_member, pair_keys, sorted_unique
+from alc_hf.data.query_labels import RaggedIds, check_int, checked_row_norms, is_member, pair_keys, sorted_unique
 
 KINDS = ("flat", "hnsw", "ivf")
 DEFAULT_OPTIONS: dict[str, dict[str, int | None]] = {
@@ -76,8 +76,7 @@ class LabelIndex:
                 f"unknown option(s) {unknown} for kind {kind!r}; it takes {sorted(DEFAULT_OPTIONS[kind]) or 'none'}"
             )
         for name, value in options.items():
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"option {name} must be an integer >= 1, got {value!r}")
+            check_int(value, f"option {name}")
         corpus = np.asarray(corpus_embeddings)
         if corpus.ndim != 2 or corpus.shape[0] == 0 or corpus.shape[1] == 0:
             raise ValueError(f"corpus_embeddings must be a non-empty 2-D array [num_labels, dim], got {corpus.shape}")
@@ -90,13 +89,9 @@ class LabelIndex:
 
         if kind == "flat":
             self._index = faiss.IndexFlatIP(dim)
-            self._index.add(vectors)
-            self._search_params = None
         elif kind == "hnsw":
             self._index = faiss.IndexHNSWFlat(dim, int(self._options["M"]), faiss.METRIC_INNER_PRODUCT)
             self._index.hnsw.efConstruction = int(self._options["ef_construction"])
-            self._index.add(vectors)
-            self._search_params = None
         else:
             nlist = self._options["nlist"]
             if nlist is None:
@@ -109,8 +104,7 @@ class LabelIndex:
             self._quantizer = faiss.IndexFlatIP(dim)
             self._index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             self._index.train(vectors)
-            self._index.add(vectors)
-            self._search_params = faiss.SearchParametersIVF(nprobe=self._options["nprobe"])
+        self._index.add(vectors)
 
         if kind == "ivf":
             # IVF lists keep vectors in cluster order; candidates and recall need them by label index, and a
@@ -161,7 +155,7 @@ class LabelIndex:
         Raises:
             ValueError: bad queries (see the class), ``k`` below 1, or a filter pair out of range.
         """
-        k = _checked_positive_int(k, "k")
+        k = check_int(k, "k")
         queries = self._checked_queries(query_embeddings)
         norms = checked_row_norms(queries, "query_embeddings", self._normalize)
         num_queries = queries.shape[0]
@@ -198,17 +192,15 @@ class LabelIndex:
         are padded with -1 / -inf. Scores are exact inner products whatever the index kind (ties as the class says).
 
         Args:
-            query_embeddings: ``[n, dim]`` queries.
+            query_embeddings, k, filter_pairs: as for :meth:`search`.
             candidates: per query, the label indices to score; ``len(candidates) == n``.
-            k: predictions per query, >= 1.
-            filter_pairs: ``[m, 2]`` (query row, label index) pairs never returned.
 
         Raises:
             TypeError: ``candidates`` is not a :class:`~alc_hf.data.RaggedIds`.
             ValueError: bad queries or ``k``, a candidate count that differs from the query count, a candidate
                 label index out of range (naming the query row), or a filter pair out of range.
         """
-        k = _checked_positive_int(k, "k")
+        k = check_int(k, "k")
         queries = self._checked_queries(query_embeddings)
         norms = checked_row_norms(queries, "query_embeddings", self._normalize)
         num_queries, num_labels = queries.shape[0], self.num_labels
@@ -219,17 +211,11 @@ class LabelIndex:
             )
         if len(candidates) != num_queries:
             raise ValueError(f"candidates has {len(candidates)} rows but there are {num_queries} queries")
-        rows = candidates.row_of_each_id()
-        labels = candidates.ids
-        bad = (labels < 0) | (labels >= num_labels)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"candidates of query {int(rows[first])} include label index {int(labels[first])}, "
-                f"outside [0, {num_labels})"
-            )
+        bad = candidates.first_outside(num_labels)
+        if bad is not None:
+            raise ValueError(f"candidates of query {bad[0]} include label index {bad[1]}, outside [0, {num_labels})")
         # Sorted unique (row, label) keys drop duplicates and leave the pairs grouped by row, labels ascending.
-        keys = sorted_unique(pair_keys(rows, labels, num_labels))
+        keys = sorted_unique(pair_keys(candidates.row_of_each_id(), candidates.ids, num_labels))
         filter_keys, _ = self._filter_keys(filter_pairs, num_queries)
         keys = keys[~is_member(keys, filter_keys)]
         rows, labels = np.divmod(keys, num_labels)
@@ -296,8 +282,8 @@ class LabelIndex:
         Raises:
             ValueError: bad queries, no query, or ``k`` / ``sample`` below 1.
         """
-        k = min(_checked_positive_int(k, "k"), self.num_labels)
-        sample = _checked_positive_int(sample, "sample")
+        k = min(check_int(k, "k"), self.num_labels)
+        sample = check_int(sample, "sample")
         queries = self._checked_queries(query_embeddings)
         if queries.shape[0] == 0:
             raise ValueError("recall needs at least one query, got 0")
@@ -321,7 +307,7 @@ class LabelIndex:
         if self._kind == "hnsw":
             # HNSW cannot return more results than its search beam holds.
             return faiss.SearchParametersHNSW(efSearch=max(int(self._options["ef_search"]), width))
-        return self._search_params
+        return faiss.SearchParametersIVF(nprobe=self._options["nprobe"]) if self._kind == "ivf" else None
 
     def _checked_queries(self, query_embeddings: np.ndarray) -> np.ndarray:
         queries = np.asarray(query_embeddings)
@@ -331,9 +317,7 @@ class LabelIndex:
 
     def _filter_keys(self, filter_pairs: np.ndarray | None, num_queries: int) -> tuple[np.ndarray, np.ndarray]:
         """Sorted unique ``row * num_labels + label`` keys of the filter pairs, and the number per query row."""
-        if filter_pairs is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(num_queries, dtype=np.int64)
-        pairs = np.asarray(filter_pairs)
+        pairs = np.zeros((0, 2), dtype=np.int64) if filter_pairs is None else np.asarray(filter_pairs)
         if pairs.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(num_queries, dtype=np.int64)
         if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
@@ -351,12 +335,6 @@ class LabelIndex:
             )
         keys = sorted_unique(pair_keys(pairs[:, 0], pairs[:, 1], self.num_labels))
         return keys, np.bincount(keys // self.num_labels, minlength=num_queries)
-
-
-def _checked_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _as_float32_rows(rows: np.ndarray, which: np.ndarray | slice, norms: np.ndarray | None) -> np.ndarray:
