@@ -1,6 +1,7 @@
 """The ``alc-hf`` command.
 
-alc-hf evaluate [MODEL] [--data catalog|wdc|xmc] [--data_dir DIR] [--view corpus|labelled] [--output_dir DIR]
+alc-hf evaluate [MODEL] [--data catalog|wdc|tables|xmc|beir|pairs] [--data_dir DIR] [--text_fields F ...]
+    [--query_column C --label_column C ...] [--view corpus|labelled] [--output_dir DIR]
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from alc_hf.data.views import DATA_SOURCES
+from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
 from alc_hf.evaluation.accept import ACCEPT_SCORES
 from alc_hf.metrics import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError
@@ -32,25 +33,28 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MODEL,
         help=f"saved model folder or Hub id (default: {DEFAULT_MODEL}, offline when installed)",
     )
-    evaluate.add_argument(
-        "--data",
-        choices=DATA_SOURCES,
-        default="catalog",
-        help="catalog: the built-in catalog (val -> tst); wdc: product tables (valid -> test); "
-        "xmc: an Extreme Classification dataset (its test queries halved at random)",
-    )
-    evaluate.add_argument("--data_dir", help="folder of the wdc or xmc data")
+    evaluate.add_argument("--data", choices=DATA_FORMATS, default="catalog", help=DATA_FORMAT_HELP)
+    evaluate.add_argument("--data_dir", help="folder of the data (every format but catalog)")
+    for name, help_text in DATA_OPTION_HELP.items():
+        evaluate.add_argument(f"--{name}", nargs="+" if name == "text_fields" else None, help=help_text)
     evaluate.add_argument(
         "--view",
         choices=("corpus", "labelled"),
-        help="rank against every label, or only the labelled candidates (default: labelled for wdc, corpus otherwise)",
+        help="rank against every label, or only the labelled candidates (default: labelled for tables/wdc and for "
+        "pairs with --relevance_column, corpus otherwise)",
     )
     evaluate.add_argument("--output_dir", default="coverage_evaluation", help="where coverage.json/.png go")
     evaluate.add_argument("--target_precisions", type=float, nargs="+", default=[0.9, 0.95])
     evaluate.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default="empirical")
     evaluate.add_argument("--delta", type=float, default=0.05, help="Clopper-Pearson risk level")
     evaluate.add_argument("--batch_size", type=int, default=64)
-    evaluate.add_argument("--seed", type=int, default=0, help="catalog generation / XMC calibration split seed")
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the built-in catalog's seed, and the seed of the random calibration half (xmc; beir or pairs without a "
+        "calibration split)",
+    )
     evaluate.add_argument("--device", help="e.g. cpu or cuda (default: sentence-transformers' choice)")
     evaluate.add_argument(
         "--accept_scores",
@@ -70,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from alc_hf.data.views import evaluation_views
+    from alc_hf.data.views import load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.outputs import write_reports
     from alc_hf.evaluation.report import accept_score_table
@@ -83,7 +87,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         Path(args.model) / "verifier" if (Path(args.model) / "verifier").is_dir() else None
     )
     verifier = None if verifier_path is None else load_verifier(verifier_path, device=args.device)
-    calibration, test = evaluation_views(args.data, args.data_dir, args.view, seed=args.seed)
+    options = {name: getattr(args, name) for name in DATA_OPTION_HELP}
+    calibration, test = load_evaluation_views(args.data_dir, args.data, args.view, seed=args.seed, **options)
     pair_head = saved_pair_head(args.model)
     evaluator = CoverageEvaluator(
         calibration,

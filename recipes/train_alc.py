@@ -4,6 +4,10 @@
     accelerate launch recipes/train_alc.py --output_dir outputs/run --per_device_train_batch_size 64
     accelerate launch --multi_gpu --num_processes 4 --mixed_precision bf16 recipes/train_alc.py \
         --data xmc --data_dir data/LF-AmazonTitles-131K --output_dir outputs/lf131k
+    python recipes/train_alc.py --data tables --data_dir ../shared/data/walmart_amazon --text_fields brand title modelno
+    python recipes/train_alc.py --data beir --data_dir data/scifact            # corpus.jsonl, queries.jsonl, qrels/
+    python recipes/train_alc.py --data pairs --data_dir data/pairs --query_column query --label_column product \
+        --relevance_column label                                  # train.parquet, valid.csv, test.jsonl ...
     torchrun --nproc_per_node 2 recipes/train_alc.py ...
 
 Every option lives in ``alc_hf.training.config`` (and every SentenceTransformerTrainingArguments option is accepted:
@@ -20,8 +24,14 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformerTrainer
 from transformers import HfArgumentParser, set_seed
 
-from alc_hf.data import ClusteredBatchSampler, ClusterRefreshCallback, UniqueQueryLabelBatchSampler, training_rows
-from alc_hf.data.views import evaluation_views, load_training_split
+from alc_hf.data import (
+    ClusteredBatchSampler,
+    ClusterRefreshCallback,
+    UniqueQueryLabelBatchSampler,
+    load_evaluation_views,
+    load_query_label_data,
+    training_rows,
+)
 from alc_hf.evaluation import CoverageEvaluator
 from alc_hf.models import load_encoder
 from alc_hf.training.checkpoints import LossCheckpointCallback, load_loss_checkpoint
@@ -66,12 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     if model_args.lora_r:
         lora = {key[len("lora_") :]: value for key, value in asdict(model_args).items() if key.startswith("lora_")}
         add_lora_adapter(model, model_args.model_name_or_path, **lora)
-    train_data = load_training_split(data_args.data, data_args.data_dir, seed=data_args.catalog_seed)
+    train_data = load_query_label_data(**data_args.source())
     model.model_card_data.train_datasets = [{"name": train_data.source}]
     rows = training_rows(train_data, data_args.num_hard_negatives, data_args.max_positive_ids, seed=args.seed)
     if data_args.max_train_samples is not None:
         rows = rows.select(range(min(data_args.max_train_samples, len(rows))))
-    views = evaluation_views(data_args.data, data_args.data_dir, eval_args.evaluation_view, seed=data_args.catalog_seed)
+    views = load_evaluation_views(**data_args.source(), view=eval_args.evaluation_view)
 
     # Build: the loss, the batches, the trainer.
     loss = build_loss(model, **asdict(loss_args), gather_across_devices=args.world_size > 1)

@@ -20,7 +20,7 @@ from alc_hf import TCMLoss
 from alc_hf.cli import main as cli_main
 from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_view, table_split
 from alc_hf.data.rows import training_rows
-from alc_hf.data.views import evaluation_views
+from alc_hf.data.views import load_evaluation_views
 from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, plot_report, predict_split
 from alc_hf.metrics import ScoreShiftWarning, calibrate_threshold, coverage_at_threshold, opis, precision_at_k
 from alc_hf.retrieval import LabelIndex
@@ -226,10 +226,10 @@ def test_wdc_block_view_counts_queries_without_a_match(tiny_model):
 
 @pytest.mark.shared_data
 def test_wdc_views_by_name():
-    calibration, test = evaluation_views("wdc", WDC_DIR)  # block view by default
+    calibration, test = load_evaluation_views(WDC_DIR, "wdc")  # block view by default
     assert (len(calibration.queries), len(test.queries)) == (3535, 1000)
     assert test.candidates is not None
-    calibration, test = evaluation_views("wdc", WDC_DIR, view="corpus")  # the README's catalog view
+    calibration, test = load_evaluation_views(WDC_DIR, "wdc", view="corpus")  # the README's catalog view
     assert (len(calibration.queries), len(test.queries)) == (2001, 500)
     assert test.candidates is None and len(test.corpus) == 5000
     assert (test.relevant.lengths() > 0).all()

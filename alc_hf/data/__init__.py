@@ -1,5 +1,6 @@
-"""Product data for training and evaluation: the query–label form, readers, training rows, samplers, evaluation
-views and the built-in catalog. Parts are imported on first use (the NumPy-only ones never load torch)."""
+"""Query–label data for training and evaluation: the query–label form, readers, training rows, samplers, evaluation
+views and the built-in catalog. ``load_query_label_data`` and ``load_evaluation_views`` read every supported format.
+Parts are imported on first use (the NumPy-only ones never load torch)."""
 
 from alc_hf._lazy import lazy_exports
 
@@ -10,7 +11,16 @@ __getattr__, __all__ = lazy_exports(
         "alc_hf.data.formats": ("DataFormatError",),
         "alc_hf.data.xmc": ("read_filter_pairs", "read_xmc"),
         "alc_hf.data.tables": ("read_product_tables",),
-        "alc_hf.data.views": ("EvaluationView", "evaluation_view", "evaluation_views", "table_split"),
+        "alc_hf.data.beir": ("read_beir",),
+        "alc_hf.data.pairs": ("read_pairs",),
+        "alc_hf.data.views": (
+            "DATA_FORMATS",
+            "EvaluationView",
+            "evaluation_view",
+            "load_evaluation_views",
+            "load_query_label_data",
+            "table_split",
+        ),
         "alc_hf.data.catalog": ("builtin_catalog",),
         "alc_hf.data.rows": ("training_rows",),
         "alc_hf.data.sampler": ("OneRowPerQueryBatchSampler", "UniqueQueryLabelBatchSampler"),

@@ -1,5 +1,5 @@
-"""What every reader shares: the error type, the skip-or-raise rule for bad rows, text files read strictly, and the
-one text normaliser.
+"""What every reader shares: the error type, the skip-or-raise rule for bad rows, text, CSV and JSON-lines files read
+strictly, and the one text normaliser.
 
 Readers are strict: bad input raises :class:`DataFormatError` (a ``ValueError``) naming the file, the line (or CSV
 row) and what was expected; a missing file raises ``FileNotFoundError``. With ``skip_bad_rows=True`` bad *query* rows
@@ -8,9 +8,12 @@ are dropped instead, listed in ``XMCData.skipped`` and counted in a logged warni
 
 from __future__ import annotations
 
+import csv
+import gzip
+import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,14 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
 
 
+def as_id(value: object) -> str | None:
+    """A row id as text: a non-empty string or an integer (JSON and Parquet ids are often numbers), stripped; None
+    for anything else (a float, a boolean, null), for the caller to report where it found it."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        return None
+    return str(value).strip()
+
+
 def split_lines(text: str) -> list[str]:
     """Split on ``\\n`` only (``str.splitlines`` also splits on \\x1c, \\u2028 ... which occur inside titles).
 
@@ -71,6 +82,84 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError as err:
         line = path.read_bytes()[: err.start].count(b"\n") + 1
         raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from err
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    """The lines of a file as bytes, gunzipped when its name ends in ``.gz``; a broken file is a located error."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            yield from handle
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a truncated gzip raises EOFError
+        raise DataFormatError(
+            f"{path}: cannot be read as {'gzip' if path.name.endswith('.gz') else 'a file'}: {err}"
+        ) from err
+
+
+def json_records(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for every non-blank line of a JSON-lines file (``.gz`` too), each line checked
+    to be a JSON object holding the keys ``needed``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    for number, raw in enumerate(iter_lines(path), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+            raise DataFormatError(f"{path}:{number}: malformed JSON: {err}") from None
+        if not isinstance(record, dict):
+            raise DataFormatError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        missing = [key for key in needed if key not in record]
+        if missing:
+            raise DataFormatError(
+                f"{path}:{number}: missing key(s) {', '.join(missing)} (keys: {', '.join(map(str, record))})"
+            )
+        yield number, record
+
+
+def _open_csv(path: Path, needed: Sequence[str], delimiter: str) -> tuple[csv.reader, dict[str, int], object]:
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+    reader = csv.reader(handle, delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        handle.close()
+        raise DataFormatError(f"{path}:1: empty file, expected a header with columns {', '.join(needed)}") from None
+    columns = {name.strip(): i for i, name in enumerate(header)}
+    missing = [name for name in needed if name not in columns]
+    if missing:
+        handle.close()
+        raise DataFormatError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
+    return reader, columns, handle
+
+
+def csv_records(path: Path, needed: Sequence[str], delimiter: str = ",") -> Iterator[tuple[int, int, list[str]]]:
+    """Yield (data row number from 1, first line number, values of ``needed``) for every record of a CSV file with
+    a header (``delimiter="\\t"`` for TSV). Blank lines are skipped; quoted fields may hold newlines."""
+    reader, columns, handle = _open_csv(path, needed, delimiter)
+    indices = [columns[name] for name in needed]
+    width = max(indices) + 1
+    try:
+        start = reader.line_num + 1
+        for row_number, record in enumerate(reader, start=1):
+            if len(record) < width:
+                if not any(field.strip() for field in record):
+                    start = reader.line_num + 1
+                    continue  # a blank line
+                raise DataFormatError(
+                    f"{path}:{start}: row {row_number} has {len(record)} fields, expected at least {width}"
+                )
+            yield row_number, start, [record[i] for i in indices]
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise DataFormatError(f"{path}:{reader.line_num}: malformed CSV: {err}") from err
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{path}: not valid UTF-8 ({err.reason})") from err
+    finally:
+        handle.close()
 
 
 def normalise_text(text: str) -> str:

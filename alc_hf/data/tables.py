@@ -4,11 +4,10 @@ real CSV reader (descriptions hold quoted newlines); the rules for bad input are
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from alc_hf.data.formats import BadRows, DataFormatError, check_choice, warn_skipped
+from alc_hf.data.formats import BadRows, DataFormatError, check_choice, csv_records, warn_skipped
 from alc_hf.data.query_labels import RaggedIds, XMCData
 
 __all__ = ["TABLE_SPLITS", "read_product_tables"]
@@ -16,55 +15,12 @@ __all__ = ["TABLE_SPLITS", "read_product_tables"]
 TABLE_SPLITS = ("train", "valid", "test")
 
 
-def _open_csv(path: Path, needed: Sequence[str]) -> tuple[csv.reader, dict[str, int], object]:
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the caller
-    reader = csv.reader(handle)
-    try:
-        header = next(reader)
-    except StopIteration:
-        handle.close()
-        raise DataFormatError(f"{path}:1: empty file, expected a header with columns {', '.join(needed)}") from None
-    columns = {name.strip(): i for i, name in enumerate(header)}
-    missing = [name for name in needed if name not in columns]
-    if missing:
-        handle.close()
-        raise DataFormatError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
-    return reader, columns, handle
-
-
-def _csv_records(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, int, list[str]]]:
-    """Yield (data row number from 1, first line number, values of ``needed``) for every record of the CSV."""
-    reader, columns, handle = _open_csv(path, needed)
-    indices = [columns[name] for name in needed]
-    width = max(indices) + 1
-    try:
-        start = reader.line_num + 1
-        for row_number, record in enumerate(reader, start=1):
-            if len(record) < width:
-                if not any(field.strip() for field in record):
-                    start = reader.line_num + 1
-                    continue  # a blank line
-                raise DataFormatError(
-                    f"{path}:{start}: row {row_number} has {len(record)} fields, expected at least {width}"
-                )
-            yield row_number, start, [record[i] for i in indices]
-            start = reader.line_num + 1
-    except csv.Error as err:
-        raise DataFormatError(f"{path}:{reader.line_num}: malformed CSV: {err}") from err
-    except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}: not valid UTF-8 ({err.reason})") from err
-    finally:
-        handle.close()
-
-
 def _read_table(path: Path, text_fields: Sequence[str]) -> tuple[dict[str, int], list[str], list[str | None]]:
     """Read tableA/B: id -> position, texts in file order, and per position the place+reason if the text is bad."""
     ids: dict[str, int] = {}
     texts: list[str] = []
     problems: list[str | None] = []
-    for row_number, line, values in _csv_records(path, ("id", *text_fields)):
+    for row_number, line, values in csv_records(path, ("id", *text_fields)):
         row_id = values[0].strip()
         if not row_id:
             raise DataFormatError(f"{path}:{line}: row {row_number} has an empty id")
@@ -83,7 +39,7 @@ def _read_pairs(path: Path) -> list[tuple[int, int, str, str, str]]:
     """(row number, line, ltable_id, rtable_id, label) of every pair; label checked to be 0 or 1 later."""
     return [
         (row_number, line, values[0].strip(), values[1].strip(), values[2].strip())
-        for row_number, line, values in _csv_records(path, ("ltable_id", "rtable_id", "label"))
+        for row_number, line, values in csv_records(path, ("ltable_id", "rtable_id", "label"))
     ]
 
 

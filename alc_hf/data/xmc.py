@@ -11,16 +11,22 @@ rest follows :mod:`alc_hf.data.formats`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from alc_hf.data.formats import BadRows, DataFormatError, check_choice, read_text, split_lines, warn_skipped
+from alc_hf.data.formats import (
+    BadRows,
+    DataFormatError,
+    check_choice,
+    iter_lines,
+    read_text,
+    split_lines,
+    warn_skipped,
+)
 from alc_hf.data.query_labels import RaggedIds, XMCData, select_pair_rows
 
 __all__ = ["read_filter_pairs", "read_xmc"]
@@ -122,17 +128,6 @@ def _find(data_dir: Path, *names: str) -> Path | None:
     return None
 
 
-def _iter_lines(path: Path) -> Iterator[bytes]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as handle:
-            yield from handle
-    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a truncated gzip raises EOFError
-        raise DataFormatError(
-            f"{path}: cannot be read as {'gzip' if path.name.endswith('.gz') else 'a file'}: {err}"
-        ) from err
-
-
 def _read_json_lines(
     path: Path, text: str, *, is_labels: bool, num_labels: int | None, skip_bad_rows: bool
 ) -> tuple[list[str], np.ndarray, list[int], list[int], list[tuple[str, str]], int]:
@@ -149,7 +144,7 @@ def _read_json_lines(
     problems = BadRows(path, skip_bad_rows, can_skip=not is_labels)
     with_content = text == "title+content"
     number = 0
-    for number, raw in enumerate(_iter_lines(path), start=1):
+    for number, raw in enumerate(iter_lines(path), start=1):
         try:
             obj = json.loads(raw)
         except ValueError as err:  # JSONDecodeError and UnicodeDecodeError

@@ -9,7 +9,7 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraini
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import nn
 
-from alc_hf.data.views import DATA_SOURCES
+from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
 from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
 from alc_hf.losses.base import loss_chain
 from alc_hf.models import DEFAULT_MODEL
@@ -47,11 +47,14 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    data: str = field(
-        default="catalog",
-        metadata={"help": f"One of {DATA_SOURCES}: the built-in catalog, WDC-style product tables, an XMC dataset."},
-    )
-    data_dir: str | None = field(default=None, metadata={"help": "Folder of the wdc or xmc data."})
+    data: str = field(default="catalog", metadata={"help": f"One of {DATA_FORMATS}. {DATA_FORMAT_HELP}"})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of the data (every format but catalog)."})
+    text_fields: list[str] | None = field(default=None, metadata={"help": DATA_OPTION_HELP["text_fields"]})
+    query_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["query_column"]})
+    label_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["label_column"]})
+    query_id_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["query_id_column"]})
+    label_id_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["label_id_column"]})
+    relevance_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["relevance_column"]})
     catalog_seed: int = field(default=0, metadata={"help": "Seed of the built-in catalog's offers."})
     num_hard_negatives: int = field(default=0, metadata={"help": "Hard-negative columns per training row."})
     max_positive_ids: int = field(default=32, metadata={"help": "Positive label ids kept per row in `label`."})
@@ -66,6 +69,11 @@ class DataArguments:
     def __post_init__(self) -> None:
         if self.batching not in BATCHING:
             raise ValueError(f"--batching must be one of {BATCHING}, got {self.batching!r}")
+
+    def source(self) -> dict:
+        """The keyword arguments of ``load_query_label_data`` and ``load_evaluation_views`` that name the data."""
+        options = {name: getattr(self, name) for name in DATA_OPTION_HELP}
+        return {"source": self.data_dir, "data_format": self.data, "seed": self.catalog_seed, **options}
 
 
 @dataclass
@@ -93,7 +101,11 @@ class LossArguments:
 @dataclass
 class EvaluationArguments:
     evaluation_view: str | None = field(
-        default=None, metadata={"help": "'corpus' or 'labelled' (default: labelled for wdc, corpus otherwise)."}
+        default=None,
+        metadata={
+            "help": "'corpus' or 'labelled' (default: labelled for tables/wdc and for pairs with --relevance_column, "
+            "corpus otherwise)."
+        },
     )
     target_precisions: list[float] = field(default_factory=lambda: [0.9, 0.95])
     calibration_method: str = field(default="empirical", metadata={"help": "'empirical' or 'clopper_pearson'."})
