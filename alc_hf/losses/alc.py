@@ -26,7 +26,7 @@ class ALCLoss(WrappingLoss):
         base_loss: nn.Module | None = None,
         ql_weight: float = 1.0,
         qb_weight: float = 1.0,
-        num_negatives: int = 8,
+        num_negatives: int = 2,
         pair_head_hidden_dim: int | None = None,
         head_warmup_steps: int = 0,
         gather_across_devices: bool = False,

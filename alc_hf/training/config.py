@@ -61,7 +61,7 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     one_row_per_query: bool = field(default=False, metadata={"help": "One random positive per query per epoch."})
     batching: str = field(
-        default="random",
+        default="clustered",
         metadata={"help": "'random', or 'clustered': rows whose queries the encoder places close share a batch."},
     )
     cluster_size: int = field(default=4, metadata={"help": "Rows per cluster with clustered batching."})
@@ -86,7 +86,7 @@ class LossArguments:
     alc: bool = field(default=True, metadata={"help": "Add the ALC pair-head objectives (L_ql and L_qb)."})
     ql_weight: float = field(default=1.0, metadata={"help": "β1, weight of L_ql."})
     qb_weight: float = field(default=1.0, metadata={"help": "β2, weight of L_qb."})
-    num_negatives: int = field(default=8, metadata={"help": "k, hardest in-batch negatives for L_qb."})
+    num_negatives: int = field(default=2, metadata={"help": "k, hardest in-batch negatives for L_qb."})
     pair_head_hidden_dim: int | None = field(
         default=None, metadata={"help": "Hidden width of the pair head (default: the embedding size; 0: one Linear)."}
     )
