@@ -79,7 +79,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from alc_hf.evaluation.outputs import write_reports
     from alc_hf.evaluation.report import accept_score_table
     from alc_hf.losses.pair_head import saved_pair_head
-    from alc_hf.models import load_encoder
+    from alc_hf.models import load_encoder, resolve_model_path
     from alc_hf.verifier import load_verifier
 
     # The verifier is checked before any data is read or the bi-encoder loaded.
@@ -89,7 +89,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     verifier = None if verifier_path is None else load_verifier(verifier_path, device=args.device)
     options = {name: getattr(args, name) for name in DATA_OPTION_HELP}
     calibration, test = load_evaluation_views(args.data_dir, args.data, args.view, seed=args.seed, **options)
-    pair_head = saved_pair_head(args.model)
+    pair_head = saved_pair_head(resolve_model_path(args.model))
     evaluator = CoverageEvaluator(
         calibration,
         test,

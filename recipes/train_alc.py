@@ -1,6 +1,7 @@
 """Fine-tune a bi-encoder with ALC + TCM, measure coverage before and after, save (and optionally push) the model.
 
     python recipes/train_alc.py                                   # built-in catalog, offline all-MiniLM-L6-v2
+    python recipes/train_alc.py recipes/catalog_alc.yaml --max_steps 60   # a config file; the command line overrides it
     accelerate launch recipes/train_alc.py --output_dir outputs/run --per_device_train_batch_size 64
     accelerate launch --multi_gpu --num_processes 4 --mixed_precision bf16 recipes/train_alc.py \
         --data xmc --data_dir data/LF-AmazonTitles-131K --output_dir outputs/lf131k
@@ -11,8 +12,8 @@
     torchrun --nproc_per_node 2 recipes/train_alc.py ...
 
 Every option lives in ``alc_hf.training.config`` (and every SentenceTransformerTrainingArguments option is accepted:
-``--max_steps``, ``--learning_rate``, ``--seed``, ``--push_to_hub``, ``--resume_from_checkpoint``, ...). See
-docs/recipes.md.
+``--max_steps``, ``--learning_rate``, ``--seed``, ``--push_to_hub``, ``--resume_from_checkpoint last``, ...), in a
+YAML/JSON file too. See docs/recipes.md.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sentence_transformers import SentenceTransformerTrainer
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 
 from alc_hf.data import (
     ClusteredBatchSampler,
@@ -34,9 +35,8 @@ from alc_hf.data import (
 )
 from alc_hf.evaluation import CoverageEvaluator
 from alc_hf.models import load_encoder
-from alc_hf.training.checkpoints import LossCheckpointCallback, load_loss_checkpoint
+from alc_hf.training.checkpoints import LossCheckpointCallback, checkpoint_to_resume, load_loss_checkpoint
 from alc_hf.training.config import (
-    RECIPE_DEFAULTS,
     ALCTrainingArguments,
     DataArguments,
     EvaluationArguments,
@@ -46,6 +46,7 @@ from alc_hf.training.config import (
     build_loss,
     find_pair_head,
     pair_head_learning_rates,
+    parse_recipe_arguments,
 )
 from alc_hf.training.hub import check_hub_ready
 from alc_hf.training.lora import add_lora_adapter, check_lora_available
@@ -56,12 +57,14 @@ ARGUMENTS = (ModelArguments, DataArguments, LossArguments, EvaluationArguments, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = HfArgumentParser(ARGUMENTS)
-    parser.set_defaults(**RECIPE_DEFAULTS)
-    model_args, data_args, loss_args, eval_args, verifier_args, args = parser.parse_args_into_dataclasses(args=argv)
-    # What could only fail at the end (the push, the verifier) or after set-up (LoRA) fails before any work.
+    model_args, data_args, loss_args, eval_args, verifier_args, args = parse_recipe_arguments(ARGUMENTS, argv)
+    # What could only fail at the end (the push, the verifier) or later (LoRA, the checkpoint) fails before any work.
+    hub_repo_id = None
     if args.push_to_hub:
-        check_hub_ready(args.hub_model_id, args.hub_token)
+        hub_repo_id = check_hub_ready(args.hub_model_id, args.output_dir, args.hub_token)
+        args.push_to_hub = False  # finish_run pushes the final model folder alone; the Trainer would push checkpoints
+    if args.resume_from_checkpoint:
+        args.resume_from_checkpoint = checkpoint_to_resume(args.resume_from_checkpoint, args.output_dir)
     if model_args.lora_r:
         check_lora_available()
     verifier = None
@@ -145,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     after = run_coverage_evaluation(trainer, trainer.evaluator)
 
-    # Save the model with its pair head, verifier and card; write the reports; push when asked.
-    finish_run(trainer, loss, before, after)
+    # Save the model folder (pair head, verifier, card, reports); push that folder alone when asked.
+    finish_run(trainer, loss, before, after, hub_repo_id)
 
 
 if __name__ == "__main__":

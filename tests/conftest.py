@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,26 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model(tiny_encoder_dir: Path) -> SentenceTransformer:
     """A fresh tiny encoder per test (loading is fast; training one test must not leak into another)."""
     return load_tiny_encoder(tiny_encoder_dir)
+
+
+class FakeHubCache:
+    """A Hugging Face cache folder (``cache_dir``) whose repositories are "published" by copying a folder in as the
+    snapshot of ``main``: what reads a Hub id through ``snapshot_download(..., local_files_only=True)`` is tested
+    offline, on exactly the files that would have been uploaded."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def publish(self, repo_id: str, folder: Path) -> Path:
+        repo = self.root / f"models--{repo_id.replace('/', '--')}"
+        commit = hashlib.sha1(repo_id.encode()).hexdigest()
+        snapshot = repo / "snapshots" / commit
+        shutil.copytree(folder, snapshot)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        return snapshot
+
+
+@pytest.fixture
+def fake_hub(tmp_path: Path) -> FakeHubCache:
+    return FakeHubCache(tmp_path / "hub_cache")

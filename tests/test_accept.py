@@ -159,13 +159,16 @@ def test_accept_scores_need_a_head_and_known_names(views):
         CoverageEvaluator(calibration, test, pair_head=PairHead(32), accept_scores=["cosine", "cosine"])
 
 
-def test_command_loads_the_pair_head_saved_with_the_model(tiny_model, tmp_path, capsys):
+def test_command_loads_the_pair_head_saved_with_the_model(tiny_model, views, tmp_path, capsys):
     model_dir = tmp_path / "model"
     tiny_model.save_pretrained(str(model_dir))
     assert saved_pair_head(model_dir) is None
     torch.manual_seed(5)
-    PairHead(32).save_pretrained(model_dir / "pair_head")
-    assert saved_pair_head(model_dir) is not None
+    head = PairHead(32)
+    head.save_pretrained(model_dir / "pair_head")
+    for loaded in (saved_pair_head(model_dir), CoverageEvaluator(*views, pair_head=model_dir).pair_head):
+        for (name, saved), (_, original) in zip(loaded.state_dict().items(), head.state_dict().items(), strict=True):
+            assert torch.equal(saved, original), name
     output = tmp_path / "report"
     assert cli_main(["evaluate", str(model_dir), "--output_dir", str(output), "--batch_size", "256"]) == 0
     printed = capsys.readouterr().out

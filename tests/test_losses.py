@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from sentence_transformers.sentence_transformer.losses import (
 
 from alc_hf import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
 from alc_hf.losses.base import LossParts, ScoredBatch, label_ids_from_texts
+from alc_hf.losses.pair_head import saved_pair_head
 from alc_hf.training.config import build_loss
 
 QUERIES = ["sony wh1000 black", "apple iphone 15 128gb", "usb c cable 2m", "dell xps 13 laptop", "bose qc45 white"]
@@ -327,8 +329,61 @@ def test_pair_head_saves_loads_and_scores(tiny_model, tmp_path):
     assert ((probabilities > 0) & (probabilities < 1)).all()
     with pytest.raises(ValueError, match="as many queries as labels"):
         head.score_texts(tiny_model, QUERIES[:2], LABELS[:1])
-    with pytest.raises(FileNotFoundError, match="pair_head_config.json is missing"):
+    with pytest.raises(FileNotFoundError, match="no pair head in"):
         PairHead.from_pretrained(tmp_path)
+
+
+def test_pair_head_loads_from_a_model_folder_its_own_folder_or_a_hub_id(tiny_model, tmp_path, fake_hub):
+    """The head's mixin files live in ``pair_head/`` and leave the encoder's config.json and model.safetensors alone;
+    a model folder, the head's folder and a Hub id of either give back the same head."""
+    torch.manual_seed(3)
+    loss = ALCLoss(tiny_model, pair_head_hidden_dim=16)
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(str(model_dir))
+    encoder_files = {name: (model_dir / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    loss.save_pair_head(model_dir)
+    assert {name: (model_dir / name).read_bytes() for name in encoder_files} == encoder_files
+    assert sorted(path.name for path in (model_dir / "pair_head").iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    assert json.loads((model_dir / "pair_head" / "config.json").read_text()) == {
+        "embedding_dim": 32,
+        "hidden_dim": 16,
+    }
+    head_only = tmp_path / "head_only"
+    loss.pair_head.save_pretrained(head_only)  # what head.push_to_hub(repo) publishes
+    fake_hub.publish("someone/alc-model", model_dir)
+    fake_hub.publish("someone/alc-head", head_only)
+    hub = {"cache_dir": fake_hub.root, "local_files_only": True}
+    heads = [
+        PairHead.from_pretrained(model_dir),
+        PairHead.from_pretrained(model_dir / "pair_head"),
+        PairHead.from_pretrained(head_only),
+        PairHead.from_pretrained("someone/alc-model", **hub),
+        PairHead.from_pretrained("someone/alc-head", **hub),
+    ]
+    a, b = torch.randn(5, 32), torch.randn(5, 32)
+    expected = loss.pair_head(a, b)
+    for head in heads:
+        assert head.hidden_dim == 16
+        assert torch.equal(head(a, b), expected)
+
+    # A model without a head, and places that hold nothing, say so.
+    bare = tmp_path / "bare"
+    tiny_model.save_pretrained(str(bare))
+    assert saved_pair_head(bare) is None
+    with pytest.raises(FileNotFoundError, match=f"no pair head in {bare}"):
+        PairHead.from_pretrained(bare)
+    with pytest.raises(FileNotFoundError, match="cannot fetch the pair head of someone/unpublished"):
+        PairHead.from_pretrained("someone/unpublished", **hub)
+    with pytest.raises(FileNotFoundError, match="neither a local folder nor a Hub repository id"):
+        PairHead.from_pretrained(tmp_path / "no" / "such" / "folder")
+    # A head whose weights do not match its config is an error, not a silently random layer.
+    (model_dir / "pair_head" / "config.json").write_text(json.dumps({"embedding_dim": 32, "hidden_dim": 8}))
+    with pytest.raises(RuntimeError, match="layers.0.weight"):
+        PairHead.from_pretrained(model_dir)
 
 
 def test_linear_pair_head_saves_and_loads(tiny_model, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import inspect
@@ -11,6 +12,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,9 +21,11 @@ from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from alc_hf import ALCLoss, PairHead, TCMLoss
-from alc_hf.training.config import LossArguments, build_loss
+from alc_hf.training.checkpoints import checkpoint_to_resume
+from alc_hf.training.config import LossArguments, build_loss, find_pair_head, parse_recipe_arguments
 from alc_hf.training.hub import HubUnavailableError
 from alc_hf.training.lora import LoraUnavailableError
+from alc_hf.training.run import finish_run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE = REPO_ROOT / "recipes" / "train_alc.py"
@@ -68,9 +72,9 @@ def test_recipe_trains_evaluates_and_writes_every_output(tiny_encoder_dir, tmp_p
     assert (final / "model.safetensors").is_file()
     assert PairHead.from_pretrained(final / "pair_head").embedding_dim == 32
     for name in ("coverage_before", "coverage_after"):
-        report = json.loads((tmp_path / f"{name}.json").read_text())
+        report = json.loads((final / f"{name}.json").read_text())
         assert report["splits"]["test"]["num_queries"] == 900
-        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (final / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     log = json.loads((tmp_path / "training_log.json").read_text())
     assert any("loss" in entry and "qb" in entry for entry in log)
     card = (final / "README.md").read_text()
@@ -115,7 +119,7 @@ def test_two_processes_gather_negatives_and_save_one_model(tiny_encoder_dir, tmp
     assert completed.stdout.count("model and card:") == 1
     assert (tmp_path / "final" / "model.safetensors").is_file()
     # One set of reports: the cosine's, and the pair head's and the combined score's (the ALC head is trained).
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("coverage")) == [
+    assert sorted(p.name for p in (tmp_path / "final").iterdir() if p.name.startswith("coverage")) == [
         "coverage_after.json",
         "coverage_after.png",
         "coverage_after_combined.json",
@@ -161,7 +165,7 @@ def test_resuming_an_interrupted_run_gives_the_same_weights(tiny_encoder_dir, tm
         tmp_path / "resumed",
         *checkpointing,
         "--resume_from_checkpoint",
-        str(tmp_path / "resumed" / "checkpoint-2"),
+        "last",  # checkpoint-2, the newest the crash left
     )
     straight = load_file(tmp_path / "straight" / "final" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
@@ -172,6 +176,105 @@ def test_resuming_an_interrupted_run_gives_the_same_weights(tiny_encoder_dir, tm
     resumed_head = PairHead.from_pretrained(tmp_path / "resumed" / "final" / "pair_head")
     for (name, a), (_, b) in zip(straight_head.state_dict().items(), resumed_head.state_dict().items(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=f"pair head {name}")
+
+
+def test_resume_last_picks_the_newest_checkpoint_and_fails_clearly_without_one(tiny_encoder_dir, tmp_path):
+    for step in (2, 10, 9):
+        (tmp_path / "run" / f"checkpoint-{step}").mkdir(parents=True)
+    assert checkpoint_to_resume("last", tmp_path / "run") == str(tmp_path / "run" / "checkpoint-10")
+    explicit = str(tmp_path / "run" / "checkpoint-2")
+    assert checkpoint_to_resume(explicit, tmp_path / "run") == explicit
+    # No checkpoint: the recipe stops before any work, saying how checkpoints are written.
+    with pytest.raises(FileNotFoundError, match=r"last: no checkpoint-N folder in .*empty.*--save_strategy steps"):
+        run_recipe(tiny_encoder_dir, tmp_path / "empty", "--resume_from_checkpoint", "last")
+    assert not (tmp_path / "empty").exists(), "it started before failing"
+    with pytest.raises(FileNotFoundError, match="checkpoint-7: no such checkpoint folder"):
+        run_recipe(tiny_encoder_dir, tmp_path / "run", "--resume_from_checkpoint", str(tmp_path / "checkpoint-7"))
+
+
+def test_the_example_config_file_runs_with_command_line_overrides(tiny_encoder_dir, tmp_path):
+    command = [
+        sys.executable,
+        str(RECIPE),
+        str(REPO_ROOT / "recipes" / "catalog_alc.yaml"),
+        "--max_steps", "2",
+        "--model_name_or_path", str(tiny_encoder_dir),
+        "--output_dir", str(tmp_path / "run"),
+        "--per_device_train_batch_size", "16",
+        "--max_train_samples", "160",
+        "--per_device_eval_batch_size", "256",
+    ]  # fmt: skip
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": pythonpath}
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=420, env=env, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "Trained 2 steps." in completed.stdout
+    final = tmp_path / "run" / "final"
+    assert PairHead.from_pretrained(final).embedding_dim == 32
+    for name in ("coverage_before", "coverage_after"):
+        assert (final / f"{name}.json").is_file() and (final / f"{name}.png").is_file()
+    assert (tmp_path / "run" / "training_log.json").is_file()
+    # The file's loss settings reached the loss (the card records them).
+    card = (final / "README.md").read_text()
+    assert '"pos_margin": 0.9' in card and "num_negatives=8" in card
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_the_command_line_overrides_the_file_which_overrides_the_recipe_defaults(tmp_path):
+    arguments = load_recipe().ARGUMENTS
+    config = write_config(
+        tmp_path / "run.yaml",
+        "max_steps: 7\nlearning_rate: 1e-4\nnum_negatives: 3\nalc: false\n"
+        "target_precisions: [0.8]\nlora_target_modules: query\n",
+    )
+    model_args, _, loss_args, eval_args, _, args = parse_recipe_arguments(
+        arguments, [str(config), "--max_steps", "2", "--num_negatives", "5"]
+    )
+    assert (args.max_steps, loss_args.num_negatives) == (2, 5)  # the command line
+    # The file (YAML reads 1e-4 as a string: it is converted like the command line's).
+    assert args.learning_rate == 1e-4 and loss_args.alc is False and eval_args.target_precisions == [0.8]
+    assert model_args.lora_target_modules == ["query"]
+    assert args.per_device_train_batch_size == 64 and args.save_strategy == "no"  # the recipe's defaults
+    assert loss_args.pos_margin == 0.9  # the option's own default
+
+    as_json = write_config(tmp_path / "run.json", json.dumps({"max_steps": 3, "output_dir": "from_file"}))
+    *_, args = parse_recipe_arguments(arguments, ["--output_dir", "from_line", "--config", str(as_json)])
+    assert (args.max_steps, args.output_dir) == (3, "from_line")
+    *_, args = parse_recipe_arguments(arguments, [f"--config={as_json}"])
+    assert args.output_dir == "from_file"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_stepz: 2\n", r"unknown option 'max_stepz' \(did you mean 'max_steps'\?\)"),
+        ("zzz: 1\n", r"unknown option 'zzz' \(the options are those of --help"),
+        ("max_steps: [1, 2]\n", "option 'max_steps' takes one value, got the list"),
+        ("- max_steps\n", "expected a mapping of option names to values, found a list"),
+        ("max_steps: [\n", "cannot be read"),
+    ],
+)
+def test_a_bad_config_file_names_the_file_and_the_key(tmp_path, text, message):
+    config = write_config(tmp_path / "bad.yaml", text)
+    with pytest.raises(ValueError, match=f"config file {re.escape(str(config))}.* {message}"):
+        parse_recipe_arguments(load_recipe().ARGUMENTS, [str(config)])
+
+
+def test_config_file_arguments_are_checked(tmp_path):
+    arguments = load_recipe().ARGUMENTS
+    config = write_config(tmp_path / "run.yaml", "max_steps: 2\n")
+    with pytest.raises(ValueError, match="one config file at a time"):
+        parse_recipe_arguments(arguments, [str(config), "--config", str(config)])
+    with pytest.raises(FileNotFoundError, match="config file .*missing.yaml does not exist"):
+        parse_recipe_arguments(arguments, ["--config", str(tmp_path / "missing.yaml")])
+    with pytest.raises(ValueError, match=r"expected one of \('.yaml', '.yml', '.json'\), got .txt"):
+        parse_recipe_arguments(arguments, ["--config", str(tmp_path / "run.txt")])
+    with pytest.raises(ValueError, match="--config needs a file name"):
+        parse_recipe_arguments(arguments, ["--max_steps", "2", "--config"])
 
 
 def test_lora_saves_an_adapter_that_reloads_with_identical_embeddings(tiny_encoder_dir, tmp_path):
@@ -216,6 +319,71 @@ def load_recipe_model_from_run(run_dir: Path) -> SentenceTransformer:
     transformer = model[0].auto_model
     model[0].auto_model = PeftModel.from_pretrained(transformer, str(run_dir / "final")).merge_and_unload()
     return model
+
+
+def test_push_to_hub_uploads_the_final_model_folder_alone(tiny_encoder_dir, tmp_path, monkeypatch, fake_hub):
+    """The push, offline: the Hub calls are replaced by a copy of the uploaded folder into a Hub cache, from which
+    ``PairHead.from_pretrained(repo id)`` then loads the head exactly as the recipe trained it."""
+    import huggingface_hub
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: "hf_test_token")
+    monkeypatch.setattr(huggingface_hub.HfApi, "whoami", lambda self, token=None: {"name": "someone"})
+    created, uploaded = [], []
+
+    def create_repo(self, repo_id, **options):
+        created.append((repo_id, options))
+        return SimpleNamespace(repo_id=repo_id)
+
+    def upload_folder(self, *, repo_id, folder_path, **options):
+        uploaded.append((repo_id, Path(folder_path), options))
+        fake_hub.publish(repo_id, Path(folder_path))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    recipe = load_recipe()
+    live_heads = []
+
+    def keep_the_live_head(trainer, loss, *rest):
+        live_heads.append(copy.deepcopy(find_pair_head(loss)).cpu())
+        return finish_run(trainer, loss, *rest)
+
+    monkeypatch.setattr(recipe, "finish_run", keep_the_live_head)
+    output_dir = tmp_path / "alc-run"
+    checkpointing = ["--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "5"]
+    recipe.main(
+        ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *checkpointing]
+        + ["--push_to_hub", "true", "--hub_private_repo", "true"]
+    )
+
+    # One repository (named after output_dir, in the user's namespace), one upload: the final model folder.
+    assert created == [("someone/alc-run", {"private": True, "exist_ok": True, "repo_type": "model"})]
+    assert [(repo_id, folder) for repo_id, folder, _ in uploaded] == [("someone/alc-run", output_dir / "final")]
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    hub = fake_hub.root / "models--someone--alc-run" / "snapshots"
+    (repo,) = hub.iterdir()
+    published = sorted(str(path.relative_to(repo)) for path in repo.rglob("*") if path.is_file())
+    assert not [path for path in published if "checkpoint-" in path or path.startswith("final")], published
+    # No nested copy of the model: the only weights are the encoder's and the head's.
+    assert [path for path in published if path.endswith(".safetensors")] == [
+        "model.safetensors",
+        "pair_head/model.safetensors",
+    ]
+    for name in ("coverage_before", "coverage_after", "coverage_after_pair_head"):
+        assert json.loads((repo / f"{name}.json").read_text())["splits"]["test"]["num_queries"] == 900
+        assert (repo / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    card = (repo / "README.md").read_text()
+    assert re.search(r"\| \*\*c@1_p90\*\* +\| \*\*[\d.]+\*\* +\| \*\*[\d.]+\*\*", card), "coverage before/after"
+    assert "PairHead.from_pretrained" in card
+
+    # The head comes back from the Hub id, and from the folder, with the outputs of the head the loss trained.
+    torch.manual_seed(0)
+    queries, labels = torch.randn(6, 32), torch.randn(6, 32)
+    expected = live_heads[0](queries, labels)
+    from_hub = PairHead.from_pretrained("someone/alc-run", cache_dir=fake_hub.root, local_files_only=True)
+    assert torch.equal(from_hub(queries, labels), expected)
+    assert torch.equal(PairHead.from_pretrained(repo)(queries, labels), expected)
+    assert SentenceTransformer(str(repo)).encode(["sony wh-1000xm5"]).shape == (1, 32)
 
 
 def test_push_to_hub_without_network_fails_before_training(tiny_encoder_dir, tmp_path, monkeypatch):
@@ -297,7 +465,7 @@ def test_train_verifier_saves_the_pair_and_compares_accept_scores(tiny_encoder_d
     assert verifier.num_labels == 1
     for accept_score in ("cosine", "pair_head", "combined", "verifier", "verifier_rerank"):
         assert re.search(rf"^{accept_score}\s+[\d.]+", printed, re.MULTILINE), accept_score
-    assert (tmp_path / "run" / "coverage_after_verifier_rerank.json").is_file()
+    assert (tmp_path / "run" / "final" / "coverage_after_verifier_rerank.json").is_file()
     card = (final / "README.md").read_text()
     assert "## Accept decision" in card and "`verifier/`" in card and "`pair_head/`" in card
     assert re.search(r"\| \*\*c@1_p90\*\* .*\|.*\|.*\|.*\|", card), "the card's table must hold every accept score"

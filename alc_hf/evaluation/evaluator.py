@@ -64,7 +64,8 @@ class CoverageEvaluator(BaseEvaluator):
         show_progress_bar: progress bars while encoding; by default when logging at INFO or below.
         name: a prefix for every metric name, e.g. ``"catalog"`` gives ``catalog_c@1_p90``.
         index_kind: the :class:`alc_hf.retrieval.LabelIndex` kind for whole-corpus search (``"flat"`` is exact).
-        pair_head: the ALC pair head trained with the model (e.g. ``PairHead.from_pretrained(...)``), or None.
+        pair_head: the ALC pair head trained with the model, or where it was saved (a model folder or Hub id that
+            holds ``pair_head/``, loaded with ``PairHead.from_pretrained``), or None.
         verifier: a cross-encoder that scores (query, label) texts (``alc_hf.verifier.load_verifier(...)``), or
             None.
         rerank_depth: how many of the bi-encoder's top predictions ``verifier_rerank`` re-ranks.
@@ -98,7 +99,7 @@ class CoverageEvaluator(BaseEvaluator):
         show_progress_bar: bool | None = None,
         name: str = "",
         index_kind: str = "flat",
-        pair_head: PairHead | None = None,
+        pair_head: PairHead | str | Path | None = None,
         verifier: Any = None,
         rerank_depth: int = 5,
         accept_scores: Sequence[str] | None = None,
@@ -114,6 +115,8 @@ class CoverageEvaluator(BaseEvaluator):
             raise ValueError(f"calibration_method must be one of {CALIBRATION_METHODS}, got {calibration_method!r}")
         if 1 not in coverage_at_k or min(*precision_at_k, *coverage_at_k) < 1:
             raise ValueError("coverage_at_k must include 1 and every k must be >= 1")
+        if isinstance(pair_head, (str, Path)):
+            pair_head = PairHead.from_pretrained(pair_head)
         if accept_scores is None:
             accept_scores = ("cosine",)
             accept_scores += PAIR_HEAD_SCORES if pair_head is not None else ()

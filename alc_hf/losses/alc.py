@@ -16,7 +16,7 @@ from alc_hf.losses.base import (
 )
 from alc_hf.losses.functional import hardest_negative_indices, pair_head_listwise_loss, pair_head_pointwise_loss
 from alc_hf.losses.multi_positive_softmax import MultiPositiveSoftmaxLoss
-from alc_hf.losses.pair_head import PairHead
+from alc_hf.losses.pair_head import PAIR_HEAD_FOLDER, PairHead
 
 
 class ALCLoss(WrappingLoss):
@@ -154,7 +154,7 @@ class ALCLoss(WrappingLoss):
 
     def save_pair_head(self, model_directory: str | Path) -> Path:
         """Save the pair head into ``<model_directory>/pair_head`` (beside a saved model); returns that folder."""
-        directory = Path(model_directory) / "pair_head"
+        directory = Path(model_directory) / PAIR_HEAD_FOLDER
         self.pair_head.save_pretrained(directory)
         return directory
 

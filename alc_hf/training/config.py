@@ -1,13 +1,21 @@
 """The recipe's configuration: every option of ``recipes/train_alc.py`` as dataclasses that ``HfArgumentParser``
-reads from the command line (or a YAML/JSON file), and the loss they build."""
+reads from a YAML/JSON file and the command line (which overrides the file), and the loss they build."""
 
 from __future__ import annotations
 
+import difflib
+import json
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import yaml
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import nn
+from transformers import HfArgumentParser
 
 from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
 from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
@@ -153,6 +161,82 @@ RECIPE_DEFAULTS = {
     "save_strategy": "no",
     "report_to": "none",
 }
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+CONFIG_FLAG = "--config"
+
+
+def parse_recipe_arguments(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """The recipe's dataclasses from ``[config.yaml] [--config config.yaml] [--option value ...]``.
+
+    The precedence is the recipe's defaults (:data:`RECIPE_DEFAULTS`), then the file's values, then the command
+    line: ``train_alc.py recipes/catalog_alc.yaml --max_steps 2`` runs the file's setup for 2 steps. The file is a
+    mapping of option names (as on the command line, without ``--``) to values; an unknown name is an error that
+    names the file and the key."""
+    config_file, argv = split_config_file(list(sys.argv[1:] if argv is None else argv))
+    parser = HfArgumentParser(
+        dataclass_types,
+        description=f"Options also come from a YAML or JSON file: `train_alc.py config.yaml [options]` or "
+        f"`{CONFIG_FLAG} config.yaml`; the command line overrides the file.",
+    )
+    parser.set_defaults(**RECIPE_DEFAULTS)
+    if config_file is not None:
+        parser.set_defaults(**read_config_file(config_file, parser))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def split_config_file(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """The config file named by a first positional ``*.yaml|*.yml|*.json`` or by ``--config FILE``, and the other
+    arguments."""
+    files, rest = [], []
+    arguments = iter(argv)
+    for position, argument in enumerate(arguments):
+        if position == 0 and not argument.startswith("-") and argument.endswith(CONFIG_SUFFIXES):
+            files.append(argument)
+        elif argument == CONFIG_FLAG:
+            value = next(arguments, None)
+            if value is None:
+                raise ValueError(f"{CONFIG_FLAG} needs a file name")
+            files.append(value)
+        elif argument.startswith(f"{CONFIG_FLAG}="):
+            files.append(argument[len(CONFIG_FLAG) + 1 :])
+        else:
+            rest.append(argument)
+    if len(files) > 1:
+        raise ValueError(f"one config file at a time, got {files}")
+    if not files:
+        return None, rest
+    path = Path(files[0])
+    if path.suffix not in CONFIG_SUFFIXES:
+        raise ValueError(f"config file {path}: expected one of {CONFIG_SUFFIXES}, got {path.suffix or 'no suffix'}")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    return path, rest
+
+
+def read_config_file(path: Path, parser: HfArgumentParser) -> dict[str, Any]:
+    """The option values in a YAML or JSON file, checked against the options ``parser`` knows."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"config file {path} cannot be read: {error}") from error
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"config file {path}: expected a mapping of option names to values, found a {type(values).__name__}"
+        )
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    for key, value in values.items():
+        if key not in actions:
+            close = difflib.get_close_matches(str(key), actions, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else " (the options are those of --help, without --)"
+            raise ValueError(f"config file {path}: unknown option {key!r}{hint}")
+        takes_list = actions[key].nargs in ("+", "*")
+        if isinstance(value, list) and not takes_list:
+            raise ValueError(f"config file {path}: option {key!r} takes one value, got the list {value}")
+        if takes_list and value is not None and not isinstance(value, list):
+            values[key] = [value]
+    return values
 
 
 def build_loss(

@@ -1,5 +1,5 @@
-"""The end of a run: coverage through the trainer, the saved model with its pair head and card, the reports, the
-training log and the summary a person reads."""
+"""The end of a run: coverage through the trainer, the saved model folder with its pair head, card and reports, the
+training log, the summary a person reads, and the push of the model folder."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from torch import nn
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport
 from alc_hf.evaluation.outputs import write_reports
 from alc_hf.evaluation.report import accept_score_table, write_atomically
+from alc_hf.losses.pair_head import PAIR_HEAD_FOLDER
 from alc_hf.metrics import target_name
 from alc_hf.training.config import find_alc_loss
+from alc_hf.training.hub import push_model_folder
 
 
 def run_coverage_evaluation(trainer: Any, evaluator: CoverageEvaluator) -> dict[str, CoverageReport] | None:
@@ -34,9 +36,11 @@ def finish_run(
     loss: nn.Module,
     before: dict[str, CoverageReport] | None,
     after: dict[str, CoverageReport] | None,
+    hub_repo_id: str | None = None,
 ) -> Path:
-    """Save the model (and the pair head) to ``output_dir/final``, write the coverage reports and the training
-    log, print a summary, and push to the Hub when asked. Call it on every process; returns the model folder."""
+    """Save the model with its pair head, card and coverage reports to ``output_dir/final`` (one self-contained
+    folder), the training log to ``output_dir``, print a summary, and push the model folder alone to ``hub_repo_id``
+    when given (never the checkpoints). Call it on every process; returns the model folder."""
     output_dir = Path(trainer.args.output_dir)
     final_dir = output_dir / "final"
     trainer.save_model(str(final_dir))
@@ -47,9 +51,9 @@ def finish_run(
         if len(after) > 1:
             card = final_dir / "README.md"
             card.write_text(card.read_text() + accept_decision_section(after, final_dir))
-        written = write_reports(after, output_dir, "coverage_after")
+        written = write_reports(after, final_dir, "coverage_after")
         if before is not None:
-            written += write_reports(before, output_dir, "coverage_before")
+            written += write_reports(before, final_dir, "coverage_before")
         written.append(
             write_atomically(
                 output_dir / "training_log.json",
@@ -57,16 +61,20 @@ def finish_run(
             )
         )
         print(run_summary(trainer, loss, before, after, final_dir, written))
-    if trainer.args.push_to_hub:
-        trainer.push_to_hub()
+        if hub_repo_id is not None:
+            pushed = push_model_folder(final_dir, hub_repo_id, trainer.args.hub_token, trainer.args.hub_private_repo)
+            print(f"pushed {final_dir} to https://huggingface.co/{pushed}")
     return final_dir
 
 
 def accept_decision_section(reports: dict[str, CoverageReport], model_dir: Path) -> str:
     """The model card's account of how this folder decides acceptance, with each accept score's coverage."""
     parts = ["the bi-encoder in this folder retrieves each query's top labels by cosine"]
-    if (model_dir / "pair_head").is_dir():
-        parts.append("the ALC pair head in `pair_head/` scores a (query, label) pair from the two embeddings")
+    if (model_dir / PAIR_HEAD_FOLDER).is_dir():
+        parts.append(
+            f"the ALC pair head in `{PAIR_HEAD_FOLDER}/` scores a (query, label) pair from the two embeddings "
+            "(`alc_hf.PairHead.from_pretrained` loads it from this folder or its Hub id)"
+        )
     if (model_dir / "verifier").is_dir():
         parts.append("the cross-encoder in `verifier/` reads the (query, label) texts together")
     return (
