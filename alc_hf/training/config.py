@@ -245,7 +245,7 @@ def build_loss(
     alc: bool = True,
     ql_weight: float = 1.0,
     qb_weight: float = 1.0,
-    num_negatives: int = 8,
+    num_negatives: int = 2,
     pair_head_hidden_dim: int | None = None,
     head_warmup_steps: int = 0,
     tcm: bool = True,
