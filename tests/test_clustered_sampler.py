@@ -203,6 +203,30 @@ def test_mid_epoch_refresh_replans_only_the_rows_not_yielded(drop_last):
     assert hardness(dataset, vectors, rest) > hardness(dataset, vectors, old_rest) + 0.4
 
 
+def test_state_dict_resumes_the_same_clusters_and_plan():
+    dataset, vectors = family_rows()
+    sampler = clustered(dataset)
+    sampler.set_epoch(1)
+    sampler.set_embeddings(item_embeddings(sampler, vectors))
+    iterator = iter(sampler)
+    [next(iterator) for _ in range(3)]
+    sampler.set_embeddings(random_embeddings(sampler, seed=5))  # a mid-epoch refresh: the plan is no longer fresh
+    state = sampler.state_dict()
+
+    fresh = clustered(dataset)
+    assert fresh.plan(1) != sampler.plan(1)
+    fresh.load_state_dict(state)
+    fresh.set_epoch(1)
+    assert fresh.plan(1) == sampler.plan(1)
+    np.testing.assert_array_equal(fresh.item_clusters, sampler.item_clusters)
+    assert fresh.plan(2) == sampler.plan(2)  # the next epochs follow from the restored clusters
+
+    unclustered = clustered(dataset)
+    restored = clustered(dataset)
+    restored.load_state_dict(unclustered.state_dict())
+    assert restored.item_clusters is None and restored.plan(0) == unclustered.plan(0)
+
+
 def test_refresh_inside_a_dataloader_serves_every_row_once():
     dataset, vectors = family_rows(num_families=30)
     sampler = clustered(dataset, 8)

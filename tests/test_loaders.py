@@ -156,7 +156,7 @@ def test_beir_trains_and_evaluates_end_to_end(tiny_encoder_dir, tmp_path):
     assert train.labels[3] == "acme headphones model 103"
     run_recipe(tiny_encoder_dir, tmp_path / "run", "--data", "beir", "--data_dir", str(folder), *SHORT)
     expected = {"calibration": len(split_queries["dev"]), "test": len(split_queries["test"])}
-    assert coverage(tmp_path / "run" / "coverage_after.json") == expected
+    assert coverage(tmp_path / "run" / "final" / "coverage_after.json") == expected
     data = ["--data", "beir", "--data_dir", str(folder)]
     assert evaluate_with_cli(tmp_path / "run" / "final", tmp_path / "eval", *data) == expected
 
@@ -212,7 +212,7 @@ def test_pairs_parquet_reads_as_written_and_trains_and_evaluates(tiny_encoder_di
 
     data = ["--data", "pairs", "--data_dir", str(folder), *PAIR_FLAGS]
     run_recipe(tiny_encoder_dir, tmp_path / "run", *data, "--num_hard_negatives", "1", *SHORT)
-    assert coverage(tmp_path / "run" / "coverage_after.json") == {"calibration": 6, "test": 8}
+    assert coverage(tmp_path / "run" / "final" / "coverage_after.json") == {"calibration": 6, "test": 8}
     assert evaluate_with_cli(tmp_path / "run" / "final", tmp_path / "eval", *data) == {"calibration": 6, "test": 8}
 
 
@@ -392,7 +392,7 @@ def test_walmart_amazon_with_brand_title_modelno_trains_and_evaluates(tiny_encod
     data = ["--data", "tables", "--data_dir", str(WALMART_AMAZON), "--text_fields", *fields]
     run_recipe(tiny_encoder_dir, tmp_path / "run", *data, "--max_train_samples", "64", "--max_seq_length", "16", *SHORT)
     # The block view of valid and test; alc-hf evaluate takes --text_fields alike (test_product_tables_...).
-    assert coverage(tmp_path / "run" / "coverage_after.json") == {"calibration": 927, "test": 900}
+    assert coverage(tmp_path / "run" / "final" / "coverage_after.json") == {"calibration": 927, "test": 900}
 
 
 # --------------------------------------------------------------------------------------- catalog and XMC as before

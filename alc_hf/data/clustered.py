@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import faiss
@@ -64,6 +65,8 @@ _NEIGHBOURS = 32
 _UNIT_NORM_TOLERANCE = 1e-5
 # Embedding values gathered at once by hardest_negative_cosines (bounds its memory).
 _HARDNESS_BLOCK = 1 << 22
+# Written into each checkpoint folder by ClusterRefreshCallback.
+CLUSTER_STATE_FILE = "cluster_sampler_state.npz"
 
 
 def neighbour_clusters(embeddings: np.ndarray, cluster_size: int, seed: int = 0) -> np.ndarray:
@@ -335,6 +338,24 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
             self.query_ids, self.label_ids, order, self.batch_size, self.drop_last, self.max_scan
         )
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What a checkpoint needs to resume with the same batches: the clusters in use and the current epoch's plan
+        (re-embedding with the resumed model would cluster, and so batch, the rest of the epoch differently)."""
+        batches = self.plan(self.epoch)
+        return {
+            "epoch": np.int64(self.epoch),
+            "has_clusters": np.bool_(self.item_clusters is not None),
+            "item_clusters": np.zeros(0, np.int64) if self.item_clusters is None else self.item_clusters,
+            "plan_lengths": np.array([len(batch) for batch in batches], dtype=np.int64),
+            "plan_rows": np.array([row for batch in batches for row in batch], dtype=np.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict`'s clusters and plan (the batches of ``state["epoch"]``)."""
+        self.item_clusters = np.asarray(state["item_clusters"]) if bool(state["has_clusters"]) else None
+        plan = RaggedIds.from_lengths(state["plan_lengths"], state["plan_rows"])
+        self._plan_cache = (int(state["epoch"]), [row.tolist() for row in plan])
+
     def __iter__(self) -> Iterator[list[int]]:
         epoch, position = self.epoch, 0
         self._served = (epoch, 0)
@@ -400,6 +421,10 @@ class ClusterRefreshCallback(TrainerCallback):
         batch_size: encoding batch size.
         sampler: the sampler to refresh; by default the one in the trainer's training dataloader.
 
+    Checkpoints hold the sampler's clusters and the current epoch's plan (``cluster_sampler_state.npz``), and a run
+    resumed from one trains on the same batches as the run that wrote it: the refresh due at the resumed epoch's
+    start is skipped, since it would embed with the resumed model, not the one that planned the epoch.
+
     Attributes:
         refreshes: how many refreshes have run.
 
@@ -438,18 +463,51 @@ class ClusterRefreshCallback(TrainerCallback):
         self.batch_size = batch_size
         self.sampler = sampler
         self.refreshes = 0
+        self._resumed_epoch: int | None = None
 
     def on_epoch_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         # The trainer sets the sampler's epoch after this event, so this refresh plans the whole new epoch.
         epoch = math.floor(state.epoch + 1e-6)
+        if epoch == self._resumed_epoch:
+            self._resumed_epoch = None  # the checkpoint's plan for this epoch is already in the sampler
+            return
         if epoch == 0:
             due = self.refresh_at_start
         else:
             due = self.every_n_epochs is not None and epoch % self.every_n_epochs == 0
         if due:
             self.refresh(kwargs["model"], kwargs.get("train_dataloader"))
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._resumed_epoch = None
+        if state.global_step == 0:
+            return
+        checkpoint = args.resume_from_checkpoint or Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        path = Path(checkpoint) / CLUSTER_STATE_FILE
+        if not path.is_file():
+            logger.warning(
+                "resuming at step %d without %s: the clusters are re-embedded with the resumed model, so the rest of "
+                "the epoch is batched differently from the interrupted run",
+                state.global_step,
+                path,
+            )
+            return
+        with np.load(path) as saved:
+            state_dict = {name: saved[name] for name in saved.files}
+        self._sampler(kwargs.get("train_dataloader")).load_state_dict(state_dict)
+        self._resumed_epoch = int(state_dict["epoch"])
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            np.savez(checkpoint / CLUSTER_STATE_FILE, **self._sampler(kwargs.get("train_dataloader")).state_dict())
+
+    def _sampler(self, train_dataloader: Any) -> ClusteredBatchSampler:
+        return self.sampler if self.sampler is not None else find_clustered_sampler(train_dataloader)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.every_n_steps and state.global_step % self.every_n_steps == 0 and state.global_step < state.max_steps:
@@ -458,7 +516,7 @@ class ClusterRefreshCallback(TrainerCallback):
     def refresh(self, model: Any, train_dataloader: Any = None) -> None:
         """Embed the sampler's items with ``model`` and hand the embeddings to the sampler (collective under
         several processes: call it on every process)."""
-        sampler = self.sampler if self.sampler is not None else find_clustered_sampler(train_dataloader)
+        sampler = self._sampler(train_dataloader)
         encode = getattr(model, "encode_query" if sampler.cluster_by == "query" else "encode_document", model.encode)
         was_training = model.training
         embeddings = None

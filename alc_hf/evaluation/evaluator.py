@@ -181,6 +181,8 @@ class CoverageEvaluator(BaseEvaluator):
             entry = copy.copy(self)
             entry.name = f"{self.name}_{accept_score}" if self.name else accept_score
             entry.accept_scores = (accept_score,)
+            # The original's primary_metric already carries its own name prefix by now: start again unprefixed.
+            entry.primary_metric = f"c@1_{target_name(self.target_precisions[0])}"
             self._card_entries[accept_score] = entry
         return self._card_entries[accept_score]
 
