@@ -943,6 +943,18 @@ def test_the_shift_warning_needs_both_significance_and_size():
     assert shift.largest_share_gap > 0.05 and shift.p_value > 0.01 and not shift.warning
 
 
+def test_a_shifted_population_is_flagged_even_when_the_shares_above_the_thresholds_hold():
+    # WDC's case: most of the test distribution moves while the thin top tail above a high threshold barely does.
+    rng = np.random.default_rng(2)
+    calibration, test = rng.normal(0.5, 0.1, 2000), rng.normal(0.55, 0.1, 2000)
+    shift = score_shift(calibration, test, [0.95])
+    assert shift.largest_share_gap < 0.01 and shift.statistic > 0.15 and shift.p_value < 1e-10
+    assert shift.warning
+    assert not score_shift(calibration, test, [0.95], statistic_tolerance=0.3).warning  # the share rule alone
+    assert not score_shift(calibration, test, []).warning  # nothing to watch
+    assert shift.to_dict()["statistic_tolerance"] == 0.1
+
+
 @pytest.mark.parametrize(
     "arguments,message",
     [
@@ -951,6 +963,7 @@ def test_the_shift_warning_needs_both_significance_and_size():
         (([0.5, math.inf], [0.5], [0.5]), r"calibration_scores\[1\] is inf"),
         (([0.5], [0.5], [0.5], 0.0), r"alpha must be in \(0, 1\)"),
         (([0.5], [0.5], [0.5], 0.01, 1.0), r"tolerance must be in \[0, 1\)"),
+        (([0.5], [0.5], [0.5], 0.01, 0.05, 0.0), r"statistic_tolerance must be in \(0, 1\]"),
     ],
 )
 def test_score_shift_bad_input_raises(arguments, message):

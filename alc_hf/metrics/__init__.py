@@ -9,6 +9,7 @@ served from here."""
 from alc_hf.evaluation.coverage_metric.calibration import (
     CALIBRATION_METHODS,
     SHIFT_ALPHA,
+    SHIFT_STATISTIC,
     SHIFT_TOLERANCE,
     CoverageAtThreshold,
     PrecisionCoverageCurve,
@@ -37,6 +38,7 @@ __all__ = [
     "OPISResult",
     "PrecisionCoverageCurve",
     "SHIFT_ALPHA",
+    "SHIFT_STATISTIC",
     "SHIFT_TOLERANCE",
     "ScoreShift",
     "ScoreShiftWarning",
