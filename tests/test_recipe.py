@@ -214,9 +214,10 @@ def test_the_example_config_file_runs_with_command_line_overrides(tiny_encoder_d
     for name in ("coverage_before", "coverage_after"):
         assert (final / f"{name}.json").is_file() and (final / f"{name}.png").is_file()
     assert (tmp_path / "run" / "training_log.json").is_file()
-    # The file's loss settings reached the loss (the card records them).
+    # The file's settings reached the model and the loss (the card records them; the tiny encoder's own length is 48).
     card = (final / "README.md").read_text()
-    assert '"pos_margin": 0.9' in card and "num_negatives=8" in card
+    assert "**Maximum Sequence Length:** 32 tokens" in card
+    assert '"pos_margin": 0.9' in card and "num_negatives=2" in card
 
 
 def write_config(path: Path, text: str) -> Path:
