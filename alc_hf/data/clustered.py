@@ -322,12 +322,6 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
 
     def _plan_rows(self, rows: np.ndarray | None, rng: np.random.Generator) -> list[list[int]]:
         if self.item_clusters is None:
-            if not self._said_random:
-                logger.warning(
-                    "ClusteredBatchSampler has no embeddings yet, so its batches are random ones (still no query or "
-                    "label twice); ClusterRefreshCallback or set_embeddings() gives them"
-                )
-                self._said_random = True
             return super()._plan_rows(rows, rng)
         rows = np.arange(len(self.item_ids), dtype=np.int64) if rows is None else rows
         if len(rows) == 0:
@@ -357,6 +351,13 @@ class ClusteredBatchSampler(UniqueQueryLabelBatchSampler):
         self._plan_cache = (int(state["epoch"]), [row.tolist() for row in plan])
 
     def __iter__(self) -> Iterator[list[int]]:
+        # Said when batches are served, not when planned: the trainer asks len() before the first refresh.
+        if self.item_clusters is None and not self._said_random:
+            logger.warning(
+                "ClusteredBatchSampler has no embeddings yet, so its batches are random ones (still no query or "
+                "label twice); ClusterRefreshCallback or set_embeddings() gives them"
+            )
+            self._said_random = True
         epoch, position = self.epoch, 0
         self._served = (epoch, 0)
         # The plan is looked up for every batch: set_embeddings may replace the part not yielded yet.
