@@ -61,6 +61,7 @@ def verifier_pairs(
     seed: int = 0,
     batch_size: int = 64,
     show_progress_bar: bool = False,
+    max_pairs: int | None = None,
 ) -> Dataset:
     """The verifier's training pairs: columns ``query``, ``label`` (texts) and ``score`` (1.0 or 0.0).
 
@@ -73,12 +74,15 @@ def verifier_pairs(
     The verifier sees texts only, so pairs are deduplicated on the (query text, label text): a text pair that is
     both a positive and a negative (a label listed twice under one text, one copy positive and one not) is kept as
     the positive, and the number of such negatives dropped is logged. Rows are shuffled with ``seed``; the result
-    is the same for the same data, bi-encoder and seed.
+    is the same for the same data, bi-encoder and seed. ``max_pairs`` keeps the first pairs of that shuffle (a
+    random subset, for a quick run).
 
     Raises:
-        ValueError: ``num_mined`` below 0, or data without any (query, positive) pair.
+        ValueError: ``num_mined`` below 0, ``max_pairs`` below 1, or data without any (query, positive) pair.
     """
     check_int(num_mined, "num_mined", minimum=0)
+    if max_pairs is not None:
+        check_int(max_pairs, "max_pairs", minimum=1)
     if data.positives.ids.size == 0:
         raise ValueError(f"{data.source}: no (query, positive) pair to train a verifier on")
     parts = [(_positive_pairs(data), 1.0)]
@@ -99,7 +103,7 @@ def verifier_pairs(
             data.source,
             conflicting,
         )
-    kept = kept[np.random.default_rng(seed).permutation(kept.size)]
+    kept = kept[np.random.default_rng(seed).permutation(kept.size)][:max_pairs]
     logger.info("%s: %d verifier pairs, %d positive", data.source, kept.size, int((scores[kept] == 1.0).sum()))
     queries = np.asarray(data.queries, dtype=object)
     labels = np.asarray(data.labels, dtype=object)

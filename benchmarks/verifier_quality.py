@@ -1,17 +1,21 @@
 """Accept with a verifier: the bi-encoder retrieves, a cross-encoder decides. How much coverage, at what cost?
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/table_quality.py --dataset wdc --keep_models     # the bi-encoders
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/verifier_quality.py --dataset wdc
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/verifier_quality.py --dataset walmart_amazon --resume
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/verifier_quality.py --dataset walmart_amazon
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/verifier_quality.py --dataset wdc --seeds 0 --resume
 
-For each seed and each bi-encoder trained by ``table_quality.py --keep_models`` (same data, budget and seeds), a
-cross-encoder verifier is trained from all-MiniLM-L6-v2 (a new classification head) on the train split's positives,
-its labelled negatives and ``--num_mined`` negatives mined with that bi-encoder (``alc_hf.verifier``), and the pair
-is evaluated in the block view, thresholds calibrated on valid and applied to test, by every accept score the pair
-allows: ``cosine``; the ALC pair head and the combined score when the bi-encoder has one; ``verifier`` (its
+The bi-encoders come from ``table_quality.py --keep_models`` (same data, budget and seeds as the quality table): those
+missing from ``outputs/verifier_quality/<dataset>_bi_encoders_models/`` are trained first, with their own table in
+``<dataset>_bi_encoders.json``.
+
+For each seed, one cross-encoder verifier is trained from all-MiniLM-L6-v2 (a new classification head) on the train
+split's positives, its labelled negatives and ``--num_mined`` negatives per query mined with the ``--mine_with``
+bi-encoder of that seed (``alc_hf.verifier``; by default the recommended configuration). Every bi-encoder of
+``--bi_encoders`` trained by ``table_quality.py --keep_models`` (same data, budget and seeds) is then evaluated with
+that verifier behind it, in the block view, thresholds calibrated on valid and applied to test, by every accept score
+the pair allows: ``cosine``; the ALC pair head and the combined score when the bi-encoder has one; ``verifier`` (its
 probability for the top-1) and ``verifier_rerank`` (its top-1 after it re-ranks the top ``--rerank_depth``). Each
 figure comes with the precision the threshold really reaches on test and the decision's cost in ms per query,
-measured in the same run. The JSON is rewritten after each run; ``--resume`` skips the runs it holds.
+measured in the same run. The JSON is rewritten after each seed; ``--resume`` skips the seeds it holds.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ RESULT_SETTINGS = (
     "batch_size",
     "max_length",
     "rerank_depth",
+    "mine_with",
 )
 
 
@@ -71,7 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=["mnrl_random", "alc_tcm_clustered"],
         help="table_quality models (<arm>_<batching>) to put the verifier behind",
     )
-    parser.add_argument("--models_from", type=Path, help="default: outputs/table_quality/<dataset>_models")
+    parser.add_argument(
+        "--mine_with", default="alc_tcm_clustered", help="the bi-encoder whose top-k gives the mined negatives"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--num_mined", type=int, default=DEFAULT_NUM_MINED, help="negatives mined per query")
     parser.add_argument("--epochs", type=float, default=DEFAULT_EPOCHS)
@@ -87,8 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     preset = table_quality.DATASETS[args.dataset]
     args.data_dir, args.text_fields = preset.data_dir, preset.text_fields
-    args.models_from = args.models_from or REPO / "outputs" / "table_quality" / f"{args.dataset}_models"
     args.output = args.output or REPO / "outputs" / "verifier_quality" / f"{args.dataset}.json"
+    args.bi_encoder_results = args.output.with_name(f"{args.output.stem}_bi_encoders.json")
+    args.models_from = args.bi_encoder_results.with_name(f"{args.bi_encoder_results.stem}_models")
     args.pos_weight = args.pos_weight if args.pos_weight == "balanced" else float(args.pos_weight)
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
@@ -108,6 +116,7 @@ def settings_of(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "max_length": args.max_length,
         "rerank_depth": args.rerank_depth,
+        "mine_with": args.mine_with,
         "split_for_selection": "test",
     }
 
@@ -131,30 +140,35 @@ def main(argv: list[str] | None = None) -> int:
         if changed:
             raise SystemExit(f"cannot resume {args.output}: settings changed: {changed}")
         runs = previous["runs"]
-    done = {(run["arm"], run["seed"]) for run in runs}
-    todo = [(name, seed) for seed in args.seeds for name in args.bi_encoders if (name, seed) not in done]
-    missing = [
-        str(args.models_from / f"{name}_seed{seed}")
-        for name, seed in todo
-        if not (args.models_from / f"{name}_seed{seed}").is_dir()
-    ]
-    if missing:
-        raise SystemExit(f"no saved bi-encoder: {missing}; run table_quality.py --dataset {args.dataset} --keep_models")
+    done = {run["seed"] for run in runs}
+    todo = [seed for seed in args.seeds if seed not in done]
+    bi_encoders = list(dict.fromkeys([args.mine_with, *args.bi_encoders]))
+    for name in bi_encoders:
+        arm, batching = name.rsplit("_", 1)
+        untrained = [seed for seed in todo if not (args.models_from / f"{name}_seed{seed}").is_dir()]
+        if untrained:
+            print(f"training the {name} bi-encoders of seeds {untrained} (table_quality.py)", flush=True)
+            table_quality.main(
+                ["--dataset", args.dataset, "--arms", arm, "--batching", batching, "--keep_models", "--resume"]
+                + ["--seeds", *map(str, untrained), "--output", str(args.bi_encoder_results)]
+            )
     train = read_product_tables(args.data_dir, split="train", text_fields=args.text_fields)
     views = table_quality.load_views(args.data_dir, args.text_fields, "test")
     print(
-        f"{args.dataset}: {len(todo)} run(s) to do; verifiers behind {args.bi_encoders}, seeds {args.seeds}", flush=True
+        f"{args.dataset}: seeds {todo} to do; each verifier mined with {args.mine_with}, evaluated behind "
+        f"{args.bi_encoders}",
+        flush=True,
     )
 
-    for number, (name, seed) in enumerate(todo, start=1):
-        folder = args.models_from / f"{name}_seed{seed}"
-        print(f"\n[{number}/{len(todo)}] verifier behind {name} / seed {seed}", flush=True)
-        bi_encoder = SentenceTransformer(str(folder))
-        bi_encoder.eval()
+    for seed in todo:
+        print(f"\nseed {seed}: verifier on negatives mined with {args.mine_with}", flush=True)
         started = time.perf_counter()
-        pairs = verifier_pairs(train, bi_encoder, args.num_mined, seed=seed)
-        record: dict[str, Any] = {"arm": name, "batching": None, "seed": seed, "pairs": len(pairs)}
-        record["positive_pairs"] = int(sum(score == 1.0 for score in pairs["score"]))
+        pairs = verifier_pairs(
+            train,
+            SentenceTransformer(str(args.models_from / f"{args.mine_with}_seed{seed}")),
+            args.num_mined,
+            seed=seed,
+        )
         with tempfile.TemporaryDirectory(prefix="verifier_quality_") as output_dir:
             verifier = train_verifier(
                 pairs,
@@ -169,40 +183,52 @@ def main(argv: list[str] | None = None) -> int:
                 report_to="none",
                 disable_tqdm=True,
             )
-        record["train_seconds"] = time.perf_counter() - started
+        training = {
+            "pairs": len(pairs),
+            "positive_pairs": int(sum(score == 1.0 for score in pairs["score"])),
+            "train_seconds": time.perf_counter() - started,
+        }
         print(
-            f"  {len(pairs)} pairs ({record['positive_pairs']} positive), mined and trained in "
-            f"{record['train_seconds'] / 60:.1f} min",
+            f"  {training['pairs']} pairs ({training['positive_pairs']} positive), mined and trained in "
+            f"{training['train_seconds'] / 60:.1f} min",
             flush=True,
         )
-        evaluator = CoverageEvaluator(
-            *views,
-            target_precisions=table_quality.TARGET_PRECISIONS,
-            precision_at_k=table_quality.PRECISION_AT_K,
-            batch_size=args.eval_batch_size,
-            show_progress_bar=False,
-            pair_head=saved_pair_head(folder),
-            verifier=verifier,
-            rerank_depth=args.rerank_depth,
-        )
-        reports = evaluator.compute_reports(bi_encoder)
-        record["accept_scores"] = {}
-        for accept_score, report in reports.items():
-            entry = table_quality.report_record(report)
-            entry["metrics"]["cost_ms_per_query"] = report.cost_ms_per_query
-            record["accept_scores"][accept_score] = entry
-            m = entry["metrics"]
-            print(
-                f"  {accept_score:16s} P@1 {table_quality.value(m['p@1'])}  C@1@90 {table_quality.value(m['c@1_p90'])}"
-                f" (prec. {table_quality.value(m['c@1_p90_precision'])})  C@1@95 {table_quality.value(m['c@1_p95'])}"
-                f" (prec. {table_quality.value(m['c@1_p95_precision'])})  {report.cost_ms_per_query:.2f} ms/query",
-                flush=True,
+        for name in args.bi_encoders:
+            folder = args.models_from / f"{name}_seed{seed}"
+            bi_encoder = SentenceTransformer(str(folder))
+            bi_encoder.eval()
+            evaluator = CoverageEvaluator(
+                *views,
+                target_precisions=table_quality.TARGET_PRECISIONS,
+                precision_at_k=table_quality.PRECISION_AT_K,
+                batch_size=args.eval_batch_size,
+                show_progress_bar=False,
+                pair_head=saved_pair_head(folder),
+                verifier=verifier,
+                rerank_depth=args.rerank_depth,
             )
-        record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        runs = [run for run in runs if (run["arm"], run["seed"]) != (name, seed)] + [record]
+            record: dict[str, Any] = {"arm": name, "batching": None, "seed": seed, "verifier": training}
+            record["accept_scores"] = {}
+            print(f"  behind {name}:", flush=True)
+            for accept_score, report in evaluator.compute_reports(bi_encoder).items():
+                entry = table_quality.report_record(report)
+                entry["metrics"]["cost_ms_per_query"] = report.cost_ms_per_query
+                record["accept_scores"][accept_score] = entry
+                m = entry["metrics"]
+                print(
+                    f"    {accept_score:16s} P@1 {table_quality.value(m['p@1'])}  C@1@90 "
+                    f"{table_quality.value(m['c@1_p90'])} (prec. {table_quality.value(m['c@1_p90_precision'])})  "
+                    f"C@1@95 {table_quality.value(m['c@1_p95'])} (prec. {table_quality.value(m['c@1_p95_precision'])})"
+                    f"  {report.cost_ms_per_query:.2f} ms/query",
+                    flush=True,
+                )
+            record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+            runs = [run for run in runs if (run["arm"], run["seed"]) != (name, seed)] + [record]
+            del bi_encoder, evaluator
+            gc.collect()
         results = {"settings": settings, "runs": runs, "summary": table_quality.summarise(runs)}
         write_atomically(args.output, json.dumps(results, indent=1, allow_nan=False).encode())
-        del bi_encoder, verifier, evaluator
+        del verifier
         gc.collect()
 
     results = json.loads(args.output.read_text())

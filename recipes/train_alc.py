@@ -126,7 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     if verifier is not None:
         pos_weight = verifier_args.verifier_pos_weight
         verifier = train_verifier(
-            verifier_pairs(train_data, model, verifier_args.verifier_num_mined, seed=args.seed),
+            verifier_pairs(
+                train_data,
+                model,
+                verifier_args.verifier_num_mined,
+                seed=args.seed,
+                max_pairs=verifier_args.verifier_max_train_samples,
+            ),
             verifier,
             Path(args.output_dir) / "final" / "verifier",
             epochs=verifier_args.verifier_epochs,

@@ -457,6 +457,7 @@ def test_train_verifier_saves_the_pair_and_compares_accept_scores(tiny_encoder_d
         "--verifier_model", str(cross),
         "--verifier_epochs", "0.2",
         "--verifier_num_mined", "1",
+        "--verifier_max_train_samples", "60",
         "--verifier_max_length", "32",
         "--rerank_depth", "3",
     )  # fmt: skip
@@ -484,4 +485,7 @@ def test_a_verifier_that_cannot_load_stops_the_recipe_before_any_work(tiny_encod
 
     with pytest.raises((ModelLoadError, OSError, ValueError)):
         run_recipe(tiny_encoder_dir, tmp_path / "run", "--train_verifier", "true", "--verifier_model", str(tmp_path))
+    assert not (tmp_path / "run").exists(), "it started before failing"
+    with pytest.raises(ValueError, match="--verifier_max_train_samples must be at least 1, got 0"):
+        run_recipe(tiny_encoder_dir, tmp_path / "run", "--train_verifier", "true", "--verifier_max_train_samples", "0")
     assert not (tmp_path / "run").exists(), "it started before failing"

@@ -144,12 +144,22 @@ def test_pairs_are_deterministic_for_a_seed(tiny_model):
     assert sorted(as_rows(other)) == sorted(as_rows(first))
 
 
+def test_max_pairs_keeps_the_first_pairs_of_the_same_shuffle(tiny_model):
+    data = pair_data()
+    every = verifier_pairs(data, tiny_model, num_mined=2, seed=3)
+    subset = verifier_pairs(data, tiny_model, num_mined=2, seed=3, max_pairs=3)
+    assert as_rows(subset) == as_rows(every)[:3]
+    assert len(verifier_pairs(data, tiny_model, num_mined=2, seed=3, max_pairs=10_000)) == len(every)
+
+
 def test_pairs_need_a_positive_and_a_valid_num_mined():
     no_positive = XMCData(queries=["a", "b"], labels=["x", "y"], positives=RaggedIds.from_lists([[], []]), source="s")
     with pytest.raises(ValueError, match=r"s: no \(query, positive\) pair"):
         verifier_pairs(no_positive)
     with pytest.raises(ValueError, match="num_mined must be an integer >= 0, got -1"):
         verifier_pairs(pair_data(), num_mined=-1)
+    with pytest.raises(ValueError, match="max_pairs must be an integer >= 1, got 0"):
+        verifier_pairs(pair_data(), max_pairs=0)
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,9 @@ class VerifierArguments:
         default=DEFAULT_MODEL, metadata={"help": "Encoder (gets a new head) or cross-encoder the verifier starts from."}
     )
     verifier_num_mined: int = field(default=DEFAULT_NUM_MINED, metadata={"help": "Negatives mined per query."})
+    verifier_max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train the verifier on a random subset of N pairs (a quick run)."}
+    )
     verifier_epochs: float = field(default=DEFAULT_EPOCHS)
     verifier_learning_rate: float = field(default=DEFAULT_LEARNING_RATE)
     verifier_pos_weight: str = field(
@@ -138,6 +141,10 @@ class VerifierArguments:
     verifier_batch_size: int = field(default=DEFAULT_BATCH_SIZE)
     verifier_max_length: int = field(default=DEFAULT_MAX_LENGTH)
     rerank_depth: int = field(default=5, metadata={"help": "Top predictions the verifier re-ranks (verifier_rerank)."})
+
+    def __post_init__(self) -> None:
+        if self.verifier_max_train_samples is not None and self.verifier_max_train_samples < 1:
+            raise ValueError(f"--verifier_max_train_samples must be at least 1, got {self.verifier_max_train_samples}")
 
 
 @dataclass
