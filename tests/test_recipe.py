@@ -489,3 +489,15 @@ def test_a_verifier_that_cannot_load_stops_the_recipe_before_any_work(tiny_encod
     with pytest.raises(ValueError, match="--verifier_max_train_samples must be at least 1, got 0"):
         run_recipe(tiny_encoder_dir, tmp_path / "run", "--train_verifier", "true", "--verifier_max_train_samples", "0")
     assert not (tmp_path / "run").exists(), "it started before failing"
+
+
+@pytest.mark.parametrize("target", ["demo", "demo-verifier"])
+def test_every_demo_option_is_a_recipe_option(target):
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe, f"no `{target}` target in the Makefile"
+    command = recipe.group(1).replace("\\\n", " ").split()
+    argv = command[command.index("recipes/train_alc.py") + 1 :]
+    _, _, _, _, verifier_args, args = parse_recipe_arguments(load_recipe().ARGUMENTS, argv)
+    assert args.output_dir == f"outputs/{target.replace('-', '_')}"
+    assert verifier_args.train_verifier == (target == "demo-verifier")
