@@ -233,13 +233,27 @@ def main(argv: list[str] | None = None) -> int:
 
     results = json.loads(args.output.read_text())
     print(f"\n### {args.dataset}: block view, test (thresholds calibrated on valid; mean ± std over seeds)\n")
-    print("| bi-encoder [accept score] | seeds | " + " | ".join(header for _, header in COLUMNS) + " |")
-    print("|---|---|" + "---|" * len(COLUMNS))
+    print("| bi-encoder [accept score] | seeds | " + " | ".join(header for _, header in COLUMNS) + " | × cosine |")
+    print("|---|---|" + "---|" * (len(COLUMNS) + 1))
+    ratios = cost_ratios(results["runs"])
     for row, entry in results["summary"].items():
         figures = " | ".join(table_quality.cell(entry["figures"].get(metric)) for metric, _ in COLUMNS)
-        print(f"| {row} | {' '.join(map(str, entry['seeds']))} | {figures} |")
+        cost = f"{min(ratios[row]):.1f}–{max(ratios[row]):.1f}×"
+        print(f"| {row} | {' '.join(map(str, entry['seeds']))} | {figures} | {cost} |")
     print(f"\nevery figure: {args.output}")
     return 0
+
+
+def cost_ratios(runs: list[dict]) -> dict[str, list[float]]:
+    """Per table row, each seed's cost per query over the cosine route's in the same run (same bi-encoder, same
+    seed): speeds compared as ratios measured together, not as absolute times."""
+    ratios: dict[str, list[float]] = {}
+    for run in runs:
+        cosine = run["accept_scores"]["cosine"]["metrics"]["cost_ms_per_query"]
+        for accept_score, entry in run["accept_scores"].items():
+            row = table_quality.row_name(run["arm"], run["batching"], accept_score)
+            ratios.setdefault(row, []).append(entry["metrics"]["cost_ms_per_query"] / cosine)
+    return ratios
 
 
 if __name__ == "__main__":
