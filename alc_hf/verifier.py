@@ -180,6 +180,7 @@ def train_verifier(
     pos_weight: float | str = DEFAULT_POS_WEIGHT,
     max_length: int = DEFAULT_MAX_LENGTH,
     seed: int = 0,
+    resume_from_checkpoint: str | Path | None = None,
     **training_args: Any,
 ) -> CrossEncoder:
     """Train a verifier on ``pairs`` (from :func:`verifier_pairs`) and save it to ``output_dir``.
@@ -191,7 +192,9 @@ def train_verifier(
     the saved one) gives probabilities (a sigmoid).
 
     Further keyword arguments go to ``CrossEncoderTrainingArguments`` (``max_steps``, ``logging_steps``,
-    ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` says otherwise.
+    ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` says otherwise. With
+    checkpoints on, ``resume_from_checkpoint`` (a ``checkpoint-N`` folder of an earlier call with the same pairs and
+    arguments) continues that run where it stopped.
 
     Raises:
         ValueError: bad pairs or ``pos_weight`` (see :func:`resolve_pos_weight`), ``max_length`` below 1, or a model
@@ -221,7 +224,7 @@ def train_verifier(
         train_dataset=pairs.select_columns(list(PAIR_COLUMNS)).rename_column("label", "label_text"),
         loss=BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight_value)),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=None if resume_from_checkpoint is None else str(resume_from_checkpoint))
     trainer.save_model(str(output_dir))
     return model
 

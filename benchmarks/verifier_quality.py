@@ -15,7 +15,9 @@ that verifier behind it, in the block view, thresholds calibrated on valid and a
 the pair allows: ``cosine``; the ALC pair head and the combined score when the bi-encoder has one; ``verifier`` (its
 probability for the top-1) and ``verifier_rerank`` (its top-1 after it re-ranks the top ``--rerank_depth``). Each
 figure comes with the precision the threshold really reaches on test and the decision's cost in ms per query,
-measured in the same run. The JSON is rewritten after each seed; ``--resume`` skips the seeds it holds.
+measured in the same run. The JSON is rewritten after each seed; ``--resume`` skips the seeds it holds and continues
+a verifier's training from its newest checkpoint (one every ``--save_steps`` in
+``outputs/verifier_quality/<dataset>_verifiers/seed<N>/``, removed once the seed is in the JSON).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import argparse
 import gc
 import json
 import logging
+import shutil
 import sys
-import tempfile
 import time
 import warnings
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from typing import Any
 
 import table_quality
 from sentence_transformers import SentenceTransformer
+from transformers.trainer_utils import get_last_checkpoint
 
 from alc_hf.data import read_product_tables
 from alc_hf.evaluation import CoverageEvaluator
@@ -88,6 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max_length", type=int, default=DEFAULT_MAX_LENGTH)
     parser.add_argument("--rerank_depth", type=int, default=5)
     parser.add_argument("--eval_batch_size", type=int, default=128)
+    parser.add_argument("--save_steps", type=int, default=250, help="a verifier checkpoint every this many steps")
     parser.add_argument("--output", type=Path, help="default: outputs/verifier_quality/<dataset>.json")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
@@ -97,6 +101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.output = args.output or REPO / "outputs" / "verifier_quality" / f"{args.dataset}.json"
     args.bi_encoder_results = args.output.with_name(f"{args.output.stem}_bi_encoders.json")
     args.models_from = args.bi_encoder_results.with_name(f"{args.bi_encoder_results.stem}_models")
+    args.verifiers_dir = args.output.with_name(f"{args.output.stem}_verifiers")
     args.pos_weight = args.pos_weight if args.pos_weight == "balanced" else float(args.pos_weight)
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = previous["runs"]
     done = {run["seed"] for run in runs}
     todo = [seed for seed in args.seeds if seed not in done]
+    resume_from = {seed: unfinished_verifier(args.verifiers_dir / f"seed{seed}", args) for seed in todo}
     bi_encoders = list(dict.fromkeys([args.mine_with, *args.bi_encoders]))
     for name in bi_encoders:
         arm, batching = name.rsplit("_", 1)
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for seed in todo:
         print(f"\nseed {seed}: verifier on negatives mined with {args.mine_with}", flush=True)
+        output_dir = args.verifiers_dir / f"seed{seed}"
         started = time.perf_counter()
         pairs = verifier_pairs(
             train,
@@ -169,28 +176,34 @@ def main(argv: list[str] | None = None) -> int:
             args.num_mined,
             seed=seed,
         )
-        with tempfile.TemporaryDirectory(prefix="verifier_quality_") as output_dir:
-            verifier = train_verifier(
-                pairs,
-                output_dir=output_dir,
-                epochs=args.epochs,
-                learning_rate=args.learning_rate,
-                batch_size=args.batch_size,
-                pos_weight=args.pos_weight,
-                max_length=args.max_length,
-                seed=seed,
-                logging_steps=100,
-                report_to="none",
-                disable_tqdm=True,
-            )
+        verifier = train_verifier(
+            pairs,
+            output_dir=output_dir,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            pos_weight=args.pos_weight,
+            max_length=args.max_length,
+            seed=seed,
+            resume_from_checkpoint=resume_from[seed],
+            save_strategy="steps",
+            save_steps=args.save_steps,
+            save_total_limit=1,
+            logging_steps=100,
+            report_to="none",
+            disable_tqdm=True,
+        )
         training = {
             "pairs": len(pairs),
             "positive_pairs": int(sum(score == 1.0 for score in pairs["score"])),
+            # When resumed, only this process's share: the mining and the steps after the checkpoint.
             "train_seconds": time.perf_counter() - started,
+            "resumed_from": None if resume_from[seed] is None else Path(resume_from[seed]).name,
         }
+        resumed = "" if resume_from[seed] is None else f" (resumed from {training['resumed_from']})"
         print(
             f"  {training['pairs']} pairs ({training['positive_pairs']} positive), mined and trained in "
-            f"{training['train_seconds'] / 60:.1f} min",
+            f"{training['train_seconds'] / 60:.1f} min{resumed}",
             flush=True,
         )
         for name in args.bi_encoders:
@@ -228,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
         results = {"settings": settings, "runs": runs, "summary": table_quality.summarise(runs)}
         write_atomically(args.output, json.dumps(results, indent=1, allow_nan=False).encode())
+        shutil.rmtree(output_dir)
         del verifier
         gc.collect()
 
@@ -242,6 +256,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row} | {' '.join(map(str, entry['seeds']))} | {figures} | {cost} |")
     print(f"\nevery figure: {args.output}")
     return 0
+
+
+def unfinished_verifier(output_dir: Path, args: argparse.Namespace) -> str | None:
+    """The newest checkpoint of a seed's verifier that an earlier run left in ``output_dir`` to continue from
+    (``--resume``), or None to start afresh (nothing there, or ``--overwrite``)."""
+    if not output_dir.exists():
+        return None
+    if args.overwrite:
+        shutil.rmtree(output_dir)
+        return None
+    if not args.resume:
+        raise SystemExit(
+            f"{output_dir} holds an unfinished verifier: pass --resume to continue it or --overwrite to start afresh"
+        )
+    return get_last_checkpoint(str(output_dir))
 
 
 def cost_ratios(runs: list[dict]) -> dict[str, list[float]]:

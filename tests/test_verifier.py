@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from sentence_transformers import CrossEncoder
 from torch import nn
@@ -18,6 +19,7 @@ from torch import nn
 from alc_hf.data import RaggedIds, XMCData
 from alc_hf.verifier import (
     check_verifier,
+    initial_verifier,
     load_verifier,
     mined_negative_pairs,
     resolve_pos_weight,
@@ -201,6 +203,41 @@ def test_verifier_learns_a_toy_task_and_round_trips(trainable_encoder_dir, tmp_p
     # The saved verifier's own predict gives the same probabilities (its activation is the sigmoid).
     predicted = loaded.predict(list(zip(pairs["query"], pairs["label"], strict=True)))
     assert np.allclose(predicted, probabilities, atol=1e-6) and (0 < predicted).all() and (predicted < 1).all()
+
+
+def test_a_resumed_verifier_ends_where_an_uninterrupted_run_ends(trainable_encoder_dir, tmp_path):
+    pairs = equality_pairs()
+    options = {
+        "max_steps": 6,
+        "learning_rate": 3e-3,
+        "max_length": 16,
+        "batch_size": 8,
+        "save_strategy": "steps",
+        "save_steps": 3,
+        "logging_strategy": "no",
+        "disable_tqdm": True,
+    }
+    uninterrupted = train_verifier(pairs, trainable_encoder_dir, tmp_path / "uninterrupted", **options)
+    # The interrupted run is the uninterrupted one's checkpoint at step 3: resumed in a new folder, it must take the
+    # checkpoint's weights (not those it is given, shifted here) and train steps 4 to 6 on the same batches from the
+    # same optimizer state.
+    shifted = initial_verifier(trainable_encoder_dir, max_length=16)
+    with torch.no_grad():
+        for weight in shifted.model.parameters():
+            weight.add_(0.5)
+    resumed = train_verifier(
+        pairs,
+        shifted,
+        tmp_path / "resumed",
+        resume_from_checkpoint=tmp_path / "uninterrupted" / "checkpoint-3",
+        **options,
+    )
+    initial = CrossEncoder(str(trainable_encoder_dir), num_labels=1).model.state_dict()
+    final, resumed_final = uninterrupted.model.state_dict(), resumed.model.state_dict()
+    assert final.keys() == resumed_final.keys()
+    assert any(not torch.equal(final[name], initial[name]) for name in final)
+    for name, weight in final.items():
+        torch.testing.assert_close(resumed_final[name], weight, msg=f"{name} differs after resuming")
 
 
 def test_verifier_trains_on_two_processes(trainable_encoder_dir, tmp_path):
