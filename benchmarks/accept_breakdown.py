@@ -1,0 +1,86 @@
+"""Where a calibrated threshold's wrong accepts come from, on a DeepMatcher-layout test split.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accept_breakdown.py outputs/verifier_quality/wdc.json
+
+Reads a ``verifier_quality.py`` JSON (each run keeps its test top-1 scores and outcomes in the block view) and, for
+each run and accept score, splits the test queries accepted at the threshold calibrated for ``--target`` into:
+queries with a match whose product was seen in train, with a match and unseen, and without a match (whatever is
+accepted there is wrong). "Seen" means that the query offer's ``cluster_id`` in ``tableA.csv`` is the cluster of a
+query offer in ``train.csv`` (left side only: the two tables' cluster ids are not comparable), so it is a lower
+bound on what the model saw. The accepted counts are checked against the report's own before anything is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from alc_hf.data import read_product_tables
+
+GROUPS = ("with a match, seen", "with a match, unseen", "without a match")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, help="a verifier_quality.py JSON")
+    parser.add_argument("--target", type=float, default=0.9, help="the target precision whose threshold is applied")
+    return parser.parse_args(argv)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def query_groups(data_dir: Path) -> np.ndarray:
+    """Each test query's group (an index into GROUPS), in the order of the block view's queries."""
+    clusters = {row["id"]: row["cluster_id"] for row in read_rows(data_dir / "tableA.csv")}
+    seen = {clusters[row["ltable_id"]] for row in read_rows(data_dir / "train.csv")}
+    matched = {row["ltable_id"] for row in read_rows(data_dir / "test.csv") if row["label"] == "1"}
+    query_ids = read_product_tables(data_dir, split="test", text_fields=("title",)).query_ids
+    if query_ids is None:
+        raise ValueError(f"{data_dir}: the test split's queries carry no ids")
+    return np.array(
+        [0 if query in matched and clusters[query] in seen else 1 if query in matched else 2 for query in query_ids]
+    )
+
+
+def breakdown(entry: dict, groups: np.ndarray, target: float, name: str) -> list[tuple[int, int]]:
+    """(accepted, accepted and right) per group at the threshold calibrated for ``target``."""
+    (coverage,) = [c for c in entry["report"]["coverage_at"]["1"] if c["target_precision"] == target]
+    scores = np.array([np.nan if score is None else score for score in entry["test_top1"]["scores"]])
+    correct = np.array(entry["test_top1"]["correct"], dtype=bool)
+    if len(scores) != len(groups) or correct[groups == 2].any():
+        raise ValueError(f"{name}: the stored test top-1s do not line up with the test split's queries")
+    accepted = scores >= coverage["threshold"] if coverage["reachable"] else np.zeros(len(scores), dtype=bool)
+    if int(accepted.sum()) != coverage["test"]["num_accepted"]:
+        raise ValueError(f"{name}: {accepted.sum()} accepted here, {coverage['test']['num_accepted']} in the report")
+    return [(int(accepted[groups == g].sum()), int((accepted & correct)[groups == g].sum())) for g in range(3)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = json.loads(args.results.read_text())
+    groups = query_groups(Path(results["settings"]["data_dir"]))
+    print("test queries: " + ", ".join(f"{(groups == g).sum()} {group}" for g, group in enumerate(GROUPS)))
+    print(f"\n### accepted at the valid threshold for {args.target:.0%} (right / accepted)\n")
+    print("| bi-encoder [accept score] | seed | " + " | ".join(GROUPS) + " | precision with a match |")
+    print("|---|---|" + "---|" * (len(GROUPS) + 1))
+    for run in results["runs"]:
+        for accept_score, entry in run["accept_scores"].items():
+            name = f"{run['arm']} [{accept_score}]"
+            counts = breakdown(entry, groups, args.target, f"{name}, seed {run['seed']}")
+            with_match = sum(n for n, _ in counts[:2])
+            precision = sum(r for _, r in counts[:2]) / with_match if with_match else float("nan")
+            cells = " | ".join(f"{right} / {accepted}" for accepted, right in counts)
+            print(f"| {name} | {run['seed']} | {cells} | {precision:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
