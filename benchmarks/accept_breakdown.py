@@ -4,10 +4,11 @@
 
 Reads a ``verifier_quality.py`` JSON (each run keeps its test top-1 scores and outcomes in the block view) and, for
 each run and accept score, splits the test queries accepted at the threshold calibrated for ``--target`` into:
-queries with a match whose product was seen in train, with a match and unseen, and without a match (whatever is
-accepted there is wrong). "Seen" means that the query offer's ``cluster_id`` in ``tableA.csv`` is the cluster of a
-query offer in ``train.csv`` (left side only: the two tables' cluster ids are not comparable), so it is a lower
-bound on what the model saw. The accepted counts are checked against the report's own before anything is printed.
+queries with a match and without one (whatever is accepted there is wrong). Where ``tableA.csv`` has a
+``cluster_id`` column (WDC), queries with a match are split further into seen and unseen products: "seen" means that
+the query offer's cluster is the cluster of a query offer in ``train.csv`` (left side only: the two tables' cluster
+ids are not comparable), so it is a lower bound on what the model saw. The accepted counts are checked against the
+report's own before anything is printed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from alc_hf.data import read_product_tables
 
-GROUPS = ("with a match, seen", "with a match, unseen", "without a match")
+WITHOUT_MATCH = "without a match"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,46 +38,53 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def query_groups(data_dir: Path) -> np.ndarray:
-    """Each test query's group (an index into GROUPS), in the order of the block view's queries."""
-    clusters = {row["id"]: row["cluster_id"] for row in read_rows(data_dir / "tableA.csv")}
-    seen = {clusters[row["ltable_id"]] for row in read_rows(data_dir / "train.csv")}
+def query_groups(data_dir: Path) -> tuple[list[str], np.ndarray]:
+    """The group names (the last is :data:`WITHOUT_MATCH`) and each test query's group, in the order of the block
+    view's queries."""
     matched = {row["ltable_id"] for row in read_rows(data_dir / "test.csv") if row["label"] == "1"}
     query_ids = read_product_tables(data_dir, split="test", text_fields=("title",)).query_ids
     if query_ids is None:
         raise ValueError(f"{data_dir}: the test split's queries carry no ids")
-    return np.array(
-        [0 if query in matched and clusters[query] in seen else 1 if query in matched else 2 for query in query_ids]
-    )
+    clusters = {row["id"]: row.get("cluster_id") for row in read_rows(data_dir / "tableA.csv")}
+    if None in clusters.values():
+        names = ["with a match", WITHOUT_MATCH]
+        return names, np.array([names[0] if query in matched else WITHOUT_MATCH for query in query_ids])
+    seen = {clusters[row["ltable_id"]] for row in read_rows(data_dir / "train.csv")}
+    names = ["with a match, seen", "with a match, unseen", WITHOUT_MATCH]
+    groups = [
+        WITHOUT_MATCH if query not in matched else names[0] if clusters[query] in seen else names[1]
+        for query in query_ids
+    ]
+    return names, np.array(groups)
 
 
-def breakdown(entry: dict, groups: np.ndarray, target: float, name: str) -> list[tuple[int, int]]:
-    """(accepted, accepted and right) per group at the threshold calibrated for ``target``."""
+def breakdown(entry: dict, names: list[str], groups: np.ndarray, target: float, name: str) -> list[tuple[int, int]]:
+    """(accepted, accepted and right) per group of ``names`` at the threshold calibrated for ``target``."""
     (coverage,) = [c for c in entry["report"]["coverage_at"]["1"] if c["target_precision"] == target]
     scores = np.array([np.nan if score is None else score for score in entry["test_top1"]["scores"]])
     correct = np.array(entry["test_top1"]["correct"], dtype=bool)
-    if len(scores) != len(groups) or correct[groups == 2].any():
+    if len(scores) != len(groups) or correct[groups == WITHOUT_MATCH].any():
         raise ValueError(f"{name}: the stored test top-1s do not line up with the test split's queries")
     accepted = scores >= coverage["threshold"] if coverage["reachable"] else np.zeros(len(scores), dtype=bool)
     if int(accepted.sum()) != coverage["test"]["num_accepted"]:
         raise ValueError(f"{name}: {accepted.sum()} accepted here, {coverage['test']['num_accepted']} in the report")
-    return [(int(accepted[groups == g].sum()), int((accepted & correct)[groups == g].sum())) for g in range(3)]
+    return [(int(accepted[groups == group].sum()), int((accepted & correct)[groups == group].sum())) for group in names]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = json.loads(args.results.read_text())
-    groups = query_groups(Path(results["settings"]["data_dir"]))
-    print("test queries: " + ", ".join(f"{(groups == g).sum()} {group}" for g, group in enumerate(GROUPS)))
+    names, groups = query_groups(Path(results["settings"]["data_dir"]))
+    print("test queries: " + ", ".join(f"{(groups == group).sum()} {group}" for group in names))
     print(f"\n### accepted at the valid threshold for {args.target:.0%} (right / accepted)\n")
-    print("| bi-encoder [accept score] | seed | " + " | ".join(GROUPS) + " | precision with a match |")
-    print("|---|---|" + "---|" * (len(GROUPS) + 1))
+    print("| bi-encoder [accept score] | seed | " + " | ".join(names) + " | precision with a match |")
+    print("|---|---|" + "---|" * (len(names) + 1))
     for run in results["runs"]:
         for accept_score, entry in run["accept_scores"].items():
             name = f"{run['arm']} [{accept_score}]"
-            counts = breakdown(entry, groups, args.target, f"{name}, seed {run['seed']}")
-            with_match = sum(n for n, _ in counts[:2])
-            precision = sum(r for _, r in counts[:2]) / with_match if with_match else float("nan")
+            counts = breakdown(entry, names, groups, args.target, f"{name}, seed {run['seed']}")
+            with_match = sum(accepted for accepted, _ in counts[:-1])
+            precision = sum(right for _, right in counts[:-1]) / with_match if with_match else float("nan")
             cells = " | ".join(f"{right} / {accepted}" for accepted, right in counts)
             print(f"| {name} | {run['seed']} | {cells} | {precision:.3f} |")
     return 0
