@@ -71,6 +71,12 @@ def breakdown(entry: dict, names: list[str], groups: np.ndarray, target: float, 
     return [(int(accepted[groups == group].sum()), int((accepted & correct)[groups == group].sum())) for group in names]
 
 
+def precision_with_match(counts: list[tuple[int, int]]) -> float:
+    """Right over accepted, over every group but the last (:data:`WITHOUT_MATCH`)."""
+    accepted = sum(accepted for accepted, _ in counts[:-1])
+    return sum(right for _, right in counts[:-1]) / accepted if accepted else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = json.loads(args.results.read_text())
@@ -79,14 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n### accepted at the valid threshold for {args.target:.0%} (right / accepted)\n")
     print("| bi-encoder [accept score] | seed | " + " | ".join(names) + " | precision with a match |")
     print("|---|---|" + "---|" * (len(names) + 1))
+    per_route: dict[str, list[list[tuple[int, int]]]] = {}
     for run in results["runs"]:
         for accept_score, entry in run["accept_scores"].items():
             name = f"{run['arm']} [{accept_score}]"
             counts = breakdown(entry, names, groups, args.target, f"{name}, seed {run['seed']}")
-            with_match = sum(accepted for accepted, _ in counts[:-1])
-            precision = sum(right for _, right in counts[:-1]) / with_match if with_match else float("nan")
+            per_route.setdefault(name, []).append(counts)
             cells = " | ".join(f"{right} / {accepted}" for accepted, right in counts)
-            print(f"| {name} | {run['seed']} | {cells} | {precision:.3f} |")
+            print(f"| {name} | {run['seed']} | {cells} | {precision_with_match(counts):.3f} |")
+
+    print("\n### summed over seeds (right / accepted); precision with a match: lowest–highest seed\n")
+    print("| bi-encoder [accept score] | seeds | " + " | ".join(names) + " | all | precision with a match |")
+    print("|---|---|" + "---|" * (len(names) + 2))
+    for name, runs in per_route.items():
+        totals = np.array(runs).sum(axis=0)  # (group, [accepted, right]) summed over seeds
+        cells = " | ".join(f"{right} / {accepted}" for accepted, right in [*totals, totals.sum(axis=0)])
+        precisions = [precision_with_match(counts) for counts in runs]
+        print(f"| {name} | {len(runs)} | {cells} | {min(precisions):.3f}–{max(precisions):.3f} |")
     return 0
 
 
