@@ -19,14 +19,14 @@ $(INSTALLED): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(PY) recipes/train_alc.py --output_dir outputs/demo --max_steps 60 \
+	HF_HUB_OFFLINE=1 $(PY) recipes/train_alc.py --output_dir outputs/demo --overwrite_output_dir true --max_steps 60 \
 		--per_device_train_batch_size 64 --logging_steps 10
 
 # The demo, then a cross-encoder verifier on negatives mined with the trained bi-encoder: coverage at 90% and 95% with
 # the cosine and with the verifier as the accept score. A quick budget (a random 16,000 of the verifier's pairs, one
 # epoch); docs/verifier.md says what it shows.
 demo-verifier: $(INSTALLED)
-	HF_HUB_OFFLINE=1 $(PY) recipes/train_alc.py --output_dir outputs/demo_verifier --max_steps 60 \
+	HF_HUB_OFFLINE=1 $(PY) recipes/train_alc.py --output_dir outputs/demo_verifier --overwrite_output_dir true --max_steps 60 \
 		--per_device_train_batch_size 64 --logging_steps 10 --train_verifier true --verifier_num_mined 1 \
 		--verifier_max_train_samples 16000 --verifier_epochs 1 --verifier_max_length 48
 

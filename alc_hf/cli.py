@@ -7,18 +7,21 @@ alc-hf evaluate [MODEL] [--data catalog|wdc|tables|xmc|beir|pairs] [--data_dir D
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alc_hf.command_line import DEBUG_ENVIRONMENT_VARIABLE, OptionRange, check_ranges, run_program, unknown_arguments
 from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
 from alc_hf.evaluation.accept import ACCEPT_SCORES
 from alc_hf.metrics import CALIBRATION_METHODS
-from alc_hf.models import DEFAULT_MODEL, ModelLoadError
+from alc_hf.models import DEFAULT_MODEL
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line, and each command's own parser (whose options a misspelt one is compared with)."""
     parser = argparse.ArgumentParser(prog="alc-hf", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser(
@@ -70,18 +73,33 @@ def _parser() -> argparse.ArgumentParser:
         "saved one there)",
     )
     evaluate.add_argument("--rerank_depth", type=int, default=5, help="top predictions verifier_rerank re-ranks")
-    return parser
+    evaluate.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error, not only its message (as {DEBUG_ENVIRONMENT_VARIABLE}=1 does)",
+    )
+    return parser, {"evaluate": evaluate}
+
+
+# Checked before any data is read or any model loaded.
+EVALUATE_RANGES = {
+    "target_precisions": OptionRange(0, 1, low_included=False),
+    "delta": OptionRange(0, 1, low_included=False, high_included=False),
+    "batch_size": OptionRange(1),
+    "rerank_depth": OptionRange(1),
+}
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from alc_hf.data.views import load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.outputs import write_reports
-    from alc_hf.evaluation.report import accept_score_table
+    from alc_hf.evaluation.report import accept_score_caveats, accept_score_table
     from alc_hf.losses.pair_head import saved_pair_head
     from alc_hf.models import load_encoder, resolve_model_path
     from alc_hf.verifier import load_verifier
 
+    check_ranges(vars(args), EVALUATE_RANGES)
     # The verifier is checked before any data is read or the bi-encoder loaded.
     verifier_path = args.verifier or (
         Path(args.model) / "verifier" if (Path(args.model) / "verifier").is_dir() else None
@@ -105,25 +123,25 @@ def _evaluate(args: argparse.Namespace) -> None:
     )
     model = load_encoder(args.model, device=args.device)
     evaluator(model)
-    written = write_reports(evaluator.last_reports, args.output_dir)
+    written = write_reports(evaluator.last_reports, args.output_dir, model_name=args.model)
     print(f"\nModel {args.model} on {args.data}{' ' + args.data_dir if args.data_dir else ''}:\n")
     print(evaluator.last_report.table())
     if len(evaluator.last_reports) > 1:
         print("\nAccepted by each score (same retrieval, thresholds calibrated alike):\n")
         print(accept_score_table(evaluator.last_reports))
+        others = dict(list(evaluator.last_reports.items())[1:])
+        print("\n".join(accept_score_caveats(others)) or "(no caveat for the other accept scores)")
     print(f"\nWrote {', '.join(str(path) for path in written)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        options = [option for action in commands[args.command]._actions for option in action.option_strings]
+        commands[args.command].error(unknown_arguments(unknown, options))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        _evaluate(args)
-    except (ValueError, OSError, ModelLoadError) as error:
-        # Bad input gets its message, not a traceback; anything else is a bug and keeps its traceback.
-        print(f"alc-hf {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_program(functools.partial(_evaluate, args), f"alc-hf {args.command}", debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
+from alc_hf.command_line import SetupError
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -23,7 +25,7 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SetupError):
     """The encoder could not be loaded from a local folder or the Hub."""
 
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 from sentence_transformers import SentenceTransformerTrainer
 from transformers import set_seed
 
+from alc_hf.command_line import run_program
 from alc_hf.data import (
     ClusteredBatchSampler,
     ClusterRefreshCallback,
@@ -50,6 +50,7 @@ from alc_hf.training.config import (
 )
 from alc_hf.training.hub import check_hub_ready
 from alc_hf.training.lora import add_lora_adapter, check_lora_available
+from alc_hf.training.output_dir import check_output_dir, partial_model_dir, remove_files
 from alc_hf.training.run import finish_run, run_coverage_evaluation
 from alc_hf.verifier import initial_verifier, train_verifier, verifier_pairs
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         args.push_to_hub = False  # finish_run pushes the final model folder alone; the Trainer would push checkpoints
     if args.resume_from_checkpoint:
         args.resume_from_checkpoint = checkpoint_to_resume(args.resume_from_checkpoint, args.output_dir)
+    replaced = check_output_dir(args.output_dir, args.overwrite_output_dir, args.resume_from_checkpoint)
     if model_args.lora_r:
         check_lora_available()
     verifier = None
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         rows = rows.select(range(min(data_args.max_train_samples, len(rows))))
     views = load_evaluation_views(**data_args.source(), view=eval_args.evaluation_view)
 
-    # Build: the loss, the batches, the trainer.
+    # Build: the output folder (cleared of what this run rewrites), the loss, the batches, the trainer.
+    with args.main_process_first(desc="clearing output_dir"):
+        remove_files(replaced)
     loss = build_loss(model, **asdict(loss_args), gather_across_devices=args.world_size > 1)
     args.learning_rate_mapping = {
         **pair_head_learning_rates(loss, args.pair_head_learning_rate),
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     before = None
     if eval_args.evaluate_before_training:
         before_options = {**evaluation, "name": f"{data_args.data}_before_training"}
-        before = run_coverage_evaluation(trainer, CoverageEvaluator(*views, **before_options))
+        before = run_coverage_evaluation(trainer, CoverageEvaluator(*views, **before_options), "before training")
     if args.resume_from_checkpoint:
         load_loss_checkpoint(loss, model, args.resume_from_checkpoint)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 max_pairs=verifier_args.verifier_max_train_samples,
             ),
             verifier,
-            Path(args.output_dir) / "final" / "verifier",
+            partial_model_dir(args.output_dir) / "verifier",
             epochs=verifier_args.verifier_epochs,
             learning_rate=verifier_args.verifier_learning_rate,
             batch_size=verifier_args.verifier_batch_size,
@@ -152,11 +156,11 @@ def main(argv: list[str] | None = None) -> None:
             rerank_depth=verifier_args.rerank_depth,
             **evaluation,
         )
-    after = run_coverage_evaluation(trainer, trainer.evaluator)
+    after = run_coverage_evaluation(trainer, trainer.evaluator, "after training")
 
     # Save the model folder (pair head, verifier, card, reports); push that folder alone when asked.
-    finish_run(trainer, loss, before, after, hub_repo_id)
+    finish_run(trainer, loss, before, after, hub_repo_id, base_model=model_args.model_name_or_path)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_program(main, "train_alc.py"))

@@ -41,6 +41,7 @@ def modules_loaded_by(statement: str, roots: tuple[str, ...] = HEAVY, before: st
         "import alc_hf",
         "import alc_hf.metrics",
         "import alc_hf.retrieval",
+        "import alc_hf.command_line",
         "from alc_hf.data import RaggedIds, XMCData, read_xmc, read_product_tables, read_beir, read_pairs",
         "from alc_hf.data import load_evaluation_views, load_query_label_data",
     ],

@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import evaluate
@@ -22,6 +23,7 @@ from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_v
 from alc_hf.data.rows import training_rows
 from alc_hf.data.views import load_evaluation_views
 from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, plot_report, predict_split
+from alc_hf.evaluation.outputs import write_reports
 from alc_hf.metrics import ScoreShiftWarning, calibrate_threshold, coverage_at_threshold, opis, precision_at_k
 from alc_hf.retrieval import LabelIndex
 from tests.conftest import SHARED_DATA
@@ -341,7 +343,7 @@ def test_a_shifted_test_split_is_flagged_everywhere(tmp_path, caplog, monkeypatc
     assert written["ks_statistic"] == pytest.approx(shift.statistic) and written["p_value"] < 0.01
     assert len(written["calibration_share_above"]) == len(written["test_share_above"]) == 2
     assert "WARNING: Top-1 score shift, calibration -> test: KS statistic" in report.table()
-    # The plot carries the note in red.
+    # The plot carries the note in red, and a title naming the model and the accept score.
     import matplotlib.figure
 
     notes = []
@@ -352,10 +354,10 @@ def test_a_shifted_test_split_is_flagged_everywhere(tmp_path, caplog, monkeypatc
         return original_text(figure, x, y, text, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "text", recording_text)
-    assert plot_report(report, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
-    assert [(text.startswith("WARNING: the calibrated thresholds may not hold"), color) for text, color in notes] == [
-        (True, "red")
-    ]
+    assert plot_report(replace(report, model="my-model"), tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    shift_note, title = notes
+    assert shift_note[0].startswith("WARNING: the calibrated thresholds may not hold") and shift_note[1] == "red"
+    assert title[0] == "my-model: accept score cosine, threshold calibrated on calibration and applied to test"
 
 
 def test_splits_drawn_alike_raise_no_shift_warning(tmp_path):
@@ -368,3 +370,94 @@ def test_splits_drawn_alike_raise_no_shift_warning(tmp_path):
     assert json.loads(report.write_json(tmp_path / "r.json").read_text())["score_shift"]["score_shift_warning"] is False
     table = report.table()
     assert "Top-1 score shift, calibration -> test: KS statistic" in table and "WARNING" not in table
+
+
+def test_the_report_says_what_its_figures_do_not(tmp_path, caplog):
+    from scipy.stats import binomtest
+
+    model, calibration, test = hand_made_views()
+    evaluator = CoverageEvaluator(calibration, test, target_precisions=(0.9, 0.6, 1.0), precision_at_k=(1,))
+    with caplog.at_level(logging.WARNING):
+        report = evaluator.compute_report(model)
+    # The warning names the scores and the split it is about: here test, for the oracle.
+    assert (
+        "no threshold reaches precision 1.000 (empirical) on the 5 test predictions (accept score cosine, C@1), for "
+        "the oracle threshold: accepting nothing"
+    ) in [record.getMessage() for record in caplog.records]
+
+    def interval(correct: int, accepted: int) -> str:
+        reference = binomtest(correct, accepted).proportion_ci(confidence_level=0.95, method="exact")
+        return f"[{reference.low:.3f}, {reference.high:.3f}]"
+
+    # Calibration: 0.95 accepts 2 of 2 right (targets 0.9 and 1.0), 0.8 accepts 3 of 4 (0.6). On test the 0.95
+    # threshold accepts 1 right of 3; the 0.8 threshold 3 of 5, which meets 0.6.
+    few = "accepted calibration predictions (fewer than 200); their precision"
+    missed = "on test, below its target: it does not hold there; the oracle coverage is then no bound on it."
+    assert report.caveats() == [
+        f"C@1 at 0.900: the threshold rests on 2 {few} 1.000 has the 95% interval {interval(2, 2)}, so on new "
+        "traffic the precision may lie anywhere in it. Label more calibration data to narrow it.",
+        f"C@1 at 0.900: the threshold reaches 0.333 {missed}",
+        f"C@1 at 0.600: the threshold rests on 4 {few} 0.750 has the 95% interval {interval(3, 4)}, so on new "
+        "traffic the precision may lie anywhere in it. Label more calibration data to narrow it.",
+        f"C@1 at 1.000: the threshold rests on 2 {few} 1.000 has the 95% interval {interval(2, 2)}, so on new "
+        "traffic the precision may lie anywhere in it. Label more calibration data to narrow it.",
+        f"C@1 at 1.000: the threshold reaches 0.333 {missed}",
+    ]
+    table = report.table()
+    assert table.startswith("Accept score: cosine\n")
+    rows = {line.split()[1]: line.split() for line in table.splitlines() if line.startswith("C@1 ")}
+    assert rows["0.900"][4] == "0.333!" and rows["0.600"][4] == "0.600" and rows["1.000"][4] == "0.333!"
+    assert "upper bound" not in table and "the most coverage at which it reaches the target" in table
+    assert "OPIS (test, 0 labels): - (no label has 5 or more matching and 1 or more non-matching" in table
+    assert table.endswith("\n".join(f"NOTE: {caveat}" for caveat in report.caveats()))
+
+    written = json.loads(report.write_json(tmp_path / "r.json").read_text())
+    assert (written["accept_score"], written["model"]) == ("cosine", None)
+    intervals = [entry["calibration_precision_interval_95"] for entry in written["coverage_at"]["1"]]
+    assert [f"[{low:.3f}, {high:.3f}]" for low, high in intervals] == [interval(2, 2), interval(3, 4), interval(2, 2)]
+
+
+def test_an_unreachable_target_and_a_large_calibration_sample_are_said_apart():
+    from alc_hf.evaluation import SplitPredictions
+
+    def split(name: str, scores: list[float], correct: list[bool]) -> SplitPredictions:
+        column = np.asarray(scores).reshape(-1, 1)
+        return SplitPredictions(name, np.zeros(column.shape, np.int64), column, np.asarray(correct).reshape(-1, 1), 0)
+
+    unreachable = split("valid", [0.9, 0.8, 0.7], [False, False, True])
+    large = split("valid", np.linspace(0.9, 0.5, 250).tolist(), [True] * 250)
+    test = split("test", [0.85, 0.6], [True, False])
+    (caveat,) = coverage_report(unreachable, test, (0.9,), (1,), accept_score="verifier").caveats()
+    assert caveat == "C@1 at 0.900: no threshold reaches the target on the 3 valid predictions, so nothing is accepted."
+    # 250 accepted: the threshold is precise enough to need no interval; its miss on test is still said.
+    assert coverage_report(large, test, (0.9,), (1,)).caveats() == [
+        "C@1 at 0.900: the threshold reaches 0.500 on test, below its target: it does not hold there; the oracle "
+        "coverage is then no bound on it."
+    ]
+
+
+def test_reports_written_again_leave_no_stale_accept_score_beside_them(tmp_path):
+    model, calibration, test = hand_made_views()
+    report = CoverageEvaluator(calibration, test, precision_at_k=(1,)).compute_report(model)
+    write_reports({"cosine": report, "pair_head": report, "verifier": report}, tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "coverage.json",
+        "coverage.png",
+        "coverage_pair_head.json",
+        "coverage_pair_head.png",
+        "coverage_verifier.json",
+        "coverage_verifier.png",
+    ]
+    (tmp_path / "notes.txt").write_text("mine")
+    written = write_reports({"verifier": report, "cosine": report}, tmp_path, model_name="m")
+    assert sorted(path.name for path in written) == sorted(
+        path.name for path in tmp_path.iterdir() if path.suffix != ".txt"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "coverage.json",
+        "coverage.png",
+        "coverage_cosine.json",
+        "coverage_cosine.png",
+        "notes.txt",
+    ]
+    assert json.loads((tmp_path / "coverage.json").read_text())["model"] == "m"

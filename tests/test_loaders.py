@@ -5,7 +5,9 @@ reads checked against what the test wrote, the located errors, and training and 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +117,36 @@ def test_beir_folder_reads_as_written(tmp_path):
             ("queries.jsonl", '{"_id": 1.5, "text": "a"}\n'),
             r"queries\.jsonl:1: expected an '_id' \(a string\), found 1\.5",
         ),
+        (
+            ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\tx\n"),
+            r"test\.tsv:3: row 2 has 4 fields, expected 3 as in the header \(an unquoted tab inside a value\? quote",
+        ),
+        (
+            ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n\nq2\td2\n"),
+            r"test\.tsv:4: row 2 has 2 fields, expected 3 as in the header \(a value or a delimiter missing\?\)",
+        ),
+        (
+            ("qrels/test.tsv", b"query-id\tcorpus-id\tscore\nq1\td\xe91\t1\n"),
+            r"test\.tsv:2: not valid UTF-8 at column 5 \(byte 0xe9: invalid continuation byte\); save the file as",
+        ),
+        (
+            ("corpus.jsonl", b'{"_id": "d1", "text": "a"}\n{"_id": "d2", "text": "caf\xe9"}\n'),
+            r"corpus\.jsonl:2: not valid UTF-8 at column 27 \(byte 0xe9: invalid continuation byte\); save the ",
+        ),
+        (
+            ("queries.jsonl", b'{"_id": "q1", "text": "\xffa"}\n'),
+            r"queries\.jsonl:1: not valid UTF-8 at column 24 \(byte 0xff: invalid start byte\); save the file as",
+        ),
+        (
+            ("queries.jsonl", '{"_id": "q1", "text": "a"}\n{"_id": "q2", "text": "b"}{"_id": "q3", "text": "c"}\n'),
+            r"queries\.jsonl:2: malformed JSON at column 27: Extra data \(one JSON object per line\)",
+        ),
     ],
 )
 def test_beir_located_errors(tmp_path, edit, message):
     write_beir(tmp_path, CORPUS, BEIR_QUERIES, BEIR_QRELS)
-    (tmp_path / edit[0]).write_text(edit[1], encoding="utf-8")
+    name, content = edit
+    (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(DataFormatError, match=message):
         load_query_label_data(tmp_path, "beir", split="test")
 
@@ -260,9 +287,11 @@ def test_pairs_dataset_dict_trains_and_evaluates_in_memory(tiny_model, tmp_path)
     assert report.test.num_with_match == 4
 
 
-def write_pair_file(folder: Path, name: str, text: str) -> None:
+def write_pair_file(folder: Path, name: str, content: str | bytes) -> None:
+    """Text is written as UTF-8, bytes as they are; gzipped when the name ends in .gz."""
     folder.mkdir(exist_ok=True)
-    (folder / name).write_text(text, encoding="utf-8")
+    data = content.encode() if isinstance(content, str) else content
+    (folder / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
 
 
 CSV_OK = "q,l,r\nred shoe,shoe A,1\n"
@@ -299,6 +328,104 @@ def test_pairs_located_errors(tmp_path, files, message):
         write_pair_file(tmp_path, name, text)
     with pytest.raises(DataFormatError, match=message):
         load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l", relevance_column="r")
+
+
+@pytest.mark.parametrize("name", ["train.csv", "train.csv.gz"])
+@pytest.mark.parametrize(
+    ("header", "rest", "options"),
+    [("q,l", "", {}), ("q,l,r", ",1", {"relevance_column": "r"})],
+)
+def test_pairs_csv_unquoted_comma_is_a_field_count_error(tmp_path, name, header, rest, options):
+    # The issue's row: the comma in "sony wh1000xm5, black" is not quoted, so the query would read "sony wh1000xm5"
+    # and the label "black" (and the relevance "corsair ...").
+    width = header.count(",") + 1
+    rows = f"red shoe,shoe A{rest}\nsony wh1000xm5, black,corsair 115gb ddr5 kit{rest}\n"
+    write_pair_file(tmp_path, name, f"{header}\n{rows}")
+    message = (
+        rf"{re.escape(name)}:3: row 2 has {width + 1} fields, expected {width} as in the header "
+        r"\(an unquoted comma inside a value\? quote the value\)$"
+    )
+    with pytest.raises(DataFormatError, match=message):
+        load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l", **options)
+    # Quoted, the row reads as written; behind a BOM the first column is still 'q'; a later bad row (line 5, after
+    # a quoted newline) is still named by its own line.
+    quoted = f'red shoe,"shoe\nA"{rest}\n"sony wh1000xm5, black",corsair 115gb ddr5 kit{rest}\n'
+    write_pair_file(tmp_path, name, f"\ufeff{header}\r\n{quoted}")
+    data = load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l", **options)
+    assert data.queries == ["red shoe", "sony wh1000xm5, black"]
+    assert data.labels == ["shoe\nA", "corsair 115gb ddr5 kit"]
+    write_pair_file(tmp_path, name, f"\ufeff{header}\r\n{quoted}red boot,boot A{rest},extra\n")
+    with pytest.raises(DataFormatError, match=rf"{re.escape(name)}:5: row 3 has {width + 1} fields"):
+        load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l", **options)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "train.csv",
+            CSV_OK + "red boot,boot\n",
+            r"train\.csv:3: row 2 has 2 fields, expected 3 as in the header \(a value or a delimiter missing\?\)$",
+        ),
+        (
+            "train.csv",
+            CSV_OK.encode() + b"red boot,caf\xe9,1\n",
+            r"train\.csv:3: not valid UTF-8 at column 13 \(byte 0xe9: invalid continuation byte\); save the file as "
+            r"UTF-8$",
+        ),
+        (
+            "train.csv",
+            b"q,l\xff,r\nred shoe,shoe A,1\n",
+            r"train\.csv:1: not valid UTF-8 at column 4 \(byte 0xff: invalid start byte\); save the file as UTF-8$",
+        ),
+        ("train.csv", "q,l,r,l\nred shoe,shoe A,1,x\n", r"train\.csv:1: column 'l' appears twice in the header"),
+        (  # the JSON-lines form of a mis-split value: a list where a text is expected
+            "train.jsonl",
+            '{"q": "red shoe", "l": "shoe A", "r": 1}\n{"q": ["sony", "black"], "l": "x", "r": 1}\n',
+            r"train\.jsonl:2: column 'q': expected a non-empty text, found \['sony', 'black'\]$",
+        ),
+        (
+            "train.jsonl",
+            '{"q": "red shoe", "l": "shoe A", "r": 1}\n\n{"q": "a", "l": 42, "r": 0}\n',
+            r"train\.jsonl:3: column 'l': expected a non-empty text, found 42$",
+        ),
+        (
+            "train.jsonl",
+            '{"q": "red shoe", "l": "shoe A", "r": 1}\n{"q": "a", "l": "b", "r": 1}{"q": "c", "l": "d", "r": 1}\n',
+            r"train\.jsonl:2: malformed JSON at column 29: Extra data \(one JSON object per line\)$",
+        ),
+        (
+            "train.jsonl.gz",
+            b'{"q": "red shoe", "l": "shoe A", "r": 1}\n{"q": "caf\xe9", "l": "b", "r": 1}\n',
+            r"train\.jsonl\.gz:2: not valid UTF-8 at column 11 \(byte 0xe9: invalid continuation byte\); save the ",
+        ),
+    ],
+)
+def test_pairs_misread_values_are_located(tmp_path, name, content, message):
+    write_pair_file(tmp_path, name, content)
+    with pytest.raises(DataFormatError, match=message):
+        load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l", relevance_column="r")
+
+
+def test_pairs_parquet_and_dataset_values_that_are_not_texts_are_located(tmp_path):
+    pq.write_table(pa.table({"q": [101, 102], "l": ["shoe A", "shoe B"]}), tmp_path / "train.parquet")
+    with pytest.raises(
+        DataFormatError, match=r"train\.parquet row 1: column 'q': expected a non-empty text, found 101$"
+    ):
+        load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l")
+    pq.write_table(pa.table({"q": ["a", "b"], "l": [["shoe"], ["sony", "black"]]}), tmp_path / "train.parquet")
+    with pytest.raises(DataFormatError, match=r"train\.parquet row 1: column 'l': expected a non-empty text, found \["):
+        load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l")
+    pq.write_table(pa.table({"q": ["a", "b"], "l": ["shoe A", None]}), tmp_path / "train.parquet")
+    with pytest.raises(
+        DataFormatError, match=r"train\.parquet row 2: column 'l': expected a non-empty text, found None$"
+    ):
+        load_query_label_data(tmp_path, "pairs", query_column="q", label_column="l")
+    source = DatasetDict(train=Dataset.from_dict({"q": ["a", "b"], "l": ["x", "y"], "n": [3, 4]}))
+    with pytest.raises(
+        DataFormatError, match=r"DatasetDict\['train'\] row 1: column 'n': expected a non-empty text, found 3$"
+    ):
+        load_query_label_data(source, "pairs", query_column="n", label_column="l")
 
 
 def test_pairs_ids_and_in_memory_errors(tmp_path):

@@ -1,5 +1,5 @@
-"""Tests of the readers (alc_hf.data.xmc, alc_hf.data.tables) on small files written in each exact format, and on the
-real shared data."""
+"""Tests of the readers (alc_hf.data.formats, alc_hf.data.xmc, alc_hf.data.tables) on small files written in each
+exact format, and on the real shared data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alc_hf.data.formats import DataFormatError, normalise_text
+from alc_hf.data.formats import DataFormatError, csv_records, normalise_text
 from alc_hf.data.tables import read_product_tables
 from alc_hf.data.views import table_split, wdc_catalog_split
 from alc_hf.data.xmc import read_filter_pairs, read_xmc
@@ -231,6 +231,42 @@ def test_read_xmc_truncated_gzip_is_an_error(tmp_path: Path) -> None:
         read_xmc(tmp_path, "trn", skip_bad_rows=True)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("tst_X.txt", b"query zero\nquery \xe9one\nquery two\n", r"tst_X\.txt:2: not valid UTF-8 at column 7"),
+        ("Y.txt", b"label a\nlabel b\nlabel c\nlabel \xffd\n", r"Y\.txt:4: not valid UTF-8 at column 7"),
+        ("filter_labels_test.txt", b"0 1\n\n1 \xe92\n", r"filter_labels_test\.txt:3: not valid UTF-8 at column 3"),
+    ],
+)
+def test_read_xmc_raw_text_bad_byte_is_located(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    make_raw_dir(tmp_path, RAW_X, RAW_Y, RAW_XY)
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataFormatError, match=message + r" \(byte 0x(e9|ff): invalid .*\); save the file as UTF-8"):
+        read_xmc(tmp_path, "tst")
+
+
+def test_read_xmc_raw_text_bom_is_not_read_into_the_first_text(tmp_path: Path) -> None:
+    make_raw_dir(tmp_path, RAW_X, RAW_Y, RAW_XY)
+    for name in ("tst_X.txt", "Y.txt"):
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + (tmp_path / name).read_bytes())
+    data = read_xmc(tmp_path, "tst")
+    assert data.queries[0] == "query zero" and data.labels[0] == "label a"
+
+
+def test_read_xmc_json_lines_bad_byte_is_located(tmp_path: Path) -> None:
+    make_json_dir(tmp_path)
+    with gzip.open(tmp_path / "trn.json.gz", "ab") as handle:
+        handle.write(b'{"uid": "Q3", "title": "H\xe9t", "target_ind": [1]}\n')
+    reason = r"not valid UTF-8 at column 26 \(byte 0xe9: invalid continuation byte\); save the file as UTF-8"
+    with pytest.raises(DataFormatError, match=rf"trn\.json\.gz:4: {reason}"):
+        read_xmc(tmp_path, "trn")
+    data = read_xmc(tmp_path, "trn", skip_bad_rows=True)  # a bad query line is skipped, named alike
+    assert data.queries == ["Shoe", "Hat", "Nothing"]
+    assert len(data.skipped) == 1 and data.skipped[0][0] == "trn.json.gz:4"
+    assert re.fullmatch(reason, data.skipped[0][1])
+
+
 # ------------------------------------------------------------------------------------------- read_filter_pairs
 
 
@@ -409,6 +445,54 @@ def test_read_product_tables_skip_bad_rows(tmp_path: Path, caplog: pytest.LogCap
     assert "skipped 3 bad row(s)" in caplog.text
 
 
+def test_read_product_tables_excel_csv_with_bom_and_crlf(tmp_path: Path) -> None:
+    make_tables(tmp_path, TABLE_A, TABLE_B, TRAIN, VALID, TEST)
+    expected = table_split(tmp_path, "test")
+    for name in ("tableA.csv", "test.csv"):  # as Excel saves "CSV UTF-8": a BOM, and \r\n line ends
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    data = table_split(tmp_path, "test")
+    assert (data.queries, data.labels) == (expected.queries, expected.labels)
+    assert rows_of(data.positives) == rows_of(expected.positives)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (  # the issue's misread: an unquoted comma in the title shifts every later value by one column
+            "tableA.csv",
+            TABLE_HEADER + TABLE_A + "a3,Sony,WH-1000XM5, black,,4,1,,\n",
+            r"tableA\.csv:6: row 4 has 9 fields, expected 8 as in the header \(an unquoted comma inside a value\? "
+            r"quote the value\)",
+        ),
+        (
+            "tableB.csv",
+            TABLE_HEADER + TABLE_B + "b5,Acme,Gadget\n",
+            r"tableB\.csv:7: row 6 has 3 fields, expected 8 as in the header \(a value or a delimiter missing\?\)",
+        ),
+        ("test.csv", PAIR_HEADER + "a0,b0,1,1,1,x\na1,b2,0,1,1,x,\n", r"test\.csv:3: row 2 has 7 fields, expected 6"),
+        (
+            "tableA.csv",
+            (TABLE_HEADER + TABLE_A).encode() + b"a3,Caf\xe9,x,,4,1,,\n",
+            r"tableA\.csv:6: not valid UTF-8 at column 7 \(byte 0xe9: invalid continuation byte\); save the file as "
+            r"UTF-8",
+        ),
+        (
+            "tableB.csv",
+            TABLE_HEADER.replace("description", "title") + TABLE_B,
+            r"tableB\.csv:1: column 'title' appears twice in the header \(fields 3 and 4\)",
+        ),
+    ],
+)
+def test_read_product_tables_misread_rows_are_located(
+    tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
+    make_tables(tmp_path, TABLE_A, TABLE_B, TRAIN, VALID, TEST)
+    (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(DataFormatError, match=message):
+        read_product_tables(tmp_path, "test", skip_bad_rows=True)  # a misread row is never skipped
+
+
 @pytest.mark.shared_data
 def test_read_product_tables_real_wdc() -> None:
     test = table_split(WDC_DIR, "test")
@@ -468,3 +552,91 @@ def test_wdc_catalog_split_keeps_the_split_matched_queries_with_every_splits_pos
         assert got == expected
         if split == "test":  # one match each in test.csv; train / valid label more of them
             assert data.positives.ids.size > 500
+
+
+# ----------------------------------------------------------------------------- strict CSV reading (csv_records)
+
+
+def test_csv_records_quoted_values_and_every_line_end(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    # \r\n, a blank line, a lone \r (old Mac files), no final line end; quoted commas and newlines stay in values
+    path.write_bytes(b'id,text\r\na,"one, two"\r\nb,"multi\r\nline, text"\r\n\r\nc,plain\rd,"old\rmac"\re,last')
+    assert list(csv_records(path, ["text", "id"])) == [
+        (1, 2, ["one, two", "a"]),
+        (2, 3, ["multi\r\nline, text", "b"]),
+        (3, 6, ["plain", "c"]),
+        (4, 7, ["old\rmac", "d"]),
+        (5, 9, ["last", "e"]),
+    ]
+    path.write_bytes(path.read_bytes() + b"\nf,x,y\n")
+    with pytest.raises(DataFormatError, match=r"t\.csv:10: row 6 has 3 fields, expected 2 as in the header"):
+        list(csv_records(path, ["id"]))
+
+
+@pytest.mark.parametrize(("delimiter", "delimiter_name"), [(",", "comma"), ("\t", "tab")])
+@pytest.mark.parametrize(
+    ("row", "hint"),
+    [
+        (["x", "y", "z", "w"], r"an unquoted {} inside a value\? quote the value"),
+        (["x", "y"], r"a value or a delimiter missing\?"),
+    ],
+)
+def test_csv_records_row_must_have_the_headers_field_count(
+    tmp_path: Path, delimiter: str, delimiter_name: str, row: list[str], hint: str
+) -> None:
+    path = tmp_path / "t.csv"
+    records = [["id", "name", "note"], ["a", '"multi\nline"', "n"], [], row]  # lines 1, 2-3, 4 (blank), 5
+    path.write_text("".join(delimiter.join(fields) + "\n" for fields in records), encoding="utf-8")
+    message = rf"t\.csv:5: row 2 has {len(row)} fields, expected 3 as in the header \({hint.format(delimiter_name)}\)"
+    with pytest.raises(DataFormatError, match=message):
+        list(csv_records(path, ["id"], delimiter))
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "column", "reason"),
+    [
+        (b"id,name\na,ok\nb,caf\xc3\xa9 \xe9x\n", 3, 8, "0xe9: invalid continuation byte"),  # columns count characters
+        (b"id,n\xe4me\na,ok\n", 1, 5, "0xe4: invalid continuation byte"),  # the header
+        (b'id,name\na,"two\nlines \xff"\nb,ok\n', 3, 7, "0xff: invalid start byte"),  # in a quoted value: its own line
+    ],
+)
+def test_csv_records_bad_byte_names_its_line(
+    tmp_path: Path, content: bytes, line: int, column: int, reason: str
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    message = rf"t\.csv:{line}: not valid UTF-8 at column {column} \(byte {reason}\); save the file as UTF-8$"
+    with pytest.raises(DataFormatError, match=message):
+        list(csv_records(path, ["id", "name"]))
+
+
+def test_csv_records_bom_header_and_duplicate_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,title\r\na,Caf\xc3\xa9\r\n")  # Excel's "CSV UTF-8"
+    assert list(csv_records(path, ["id", "title"])) == [(1, 2, ["a", "Café"])]
+    path.write_text("id,title,brand, title\na,x,y,z\n", encoding="utf-8")
+    with pytest.raises(
+        DataFormatError, match=r"t\.csv:1: column 'title' appears twice in the header \(fields 2 and 4\)"
+    ):
+        list(csv_records(path, ["id"]))
+
+
+def test_csv_records_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b'id,name\na,"x,\ny"\n'))
+    assert list(csv_records(path, ["name"])) == [(1, 2, ["x,\ny"])]
+    path.write_bytes(gzip.compress(b'id,name\na,"x,\ny"\nb,z,extra\n'))
+    with pytest.raises(DataFormatError, match=r"t\.csv\.gz:4: row 2 has 3 fields, expected 2 as in the header"):
+        list(csv_records(path, ["name"]))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("folder", ["wdc_block_small", "walmart_amazon"])
+def test_every_real_csv_reads_strictly_as_the_csv_module_reads_it(folder: str) -> None:
+    paths = sorted((SHARED_DATA / folder).glob("*.csv"))
+    assert [path.name for path in paths] == ["tableA.csv", "tableB.csv", "test.csv", "train.csv", "valid.csv"]
+    for path in paths:
+        with open(path, encoding="utf-8", newline="") as handle:
+            header, *rows = csv.reader(handle)
+        # every record has the header's field count (else csv_records raises) and the same values
+        assert [values for _, _, values in csv_records(path, header)] == rows

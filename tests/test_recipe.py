@@ -345,9 +345,9 @@ def test_push_to_hub_uploads_the_final_model_folder_alone(tiny_encoder_dir, tmp_
     recipe = load_recipe()
     live_heads = []
 
-    def keep_the_live_head(trainer, loss, *rest):
+    def keep_the_live_head(trainer, loss, *rest, **options):
         live_heads.append(copy.deepcopy(find_pair_head(loss)).cpu())
-        return finish_run(trainer, loss, *rest)
+        return finish_run(trainer, loss, *rest, **options)
 
     monkeypatch.setattr(recipe, "finish_run", keep_the_live_head)
     output_dir = tmp_path / "alc-run"
@@ -486,7 +486,7 @@ def test_a_verifier_that_cannot_load_stops_the_recipe_before_any_work(tiny_encod
     with pytest.raises((ModelLoadError, OSError, ValueError)):
         run_recipe(tiny_encoder_dir, tmp_path / "run", "--train_verifier", "true", "--verifier_model", str(tmp_path))
     assert not (tmp_path / "run").exists(), "it started before failing"
-    with pytest.raises(ValueError, match="--verifier_max_train_samples must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="--verifier_max_train_samples 0: expected a value >= 1"):
         run_recipe(tiny_encoder_dir, tmp_path / "run", "--train_verifier", "true", "--verifier_max_train_samples", "0")
     assert not (tmp_path / "run").exists(), "it started before failing"
 

@@ -19,6 +19,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[^\W_]+")  # a run of Unicode letters/digits
+_BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
+_AFTER_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # where a line ends at a \r not followed by \n (old Mac files)
 
 
 class DataFormatError(ValueError):
@@ -76,12 +78,23 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
+def _not_utf8(err: UnicodeDecodeError) -> str:
+    """Why bytes are not UTF-8, worded alike by every reader: the column on its line, the byte, and the fix (the
+    caller names the file and the line)."""
+    data = err.object
+    line_start = data.rfind(b"\n", 0, err.start) + 1
+    column = len(data[line_start : err.start].decode("utf-8", errors="replace")) + 1
+    return f"not valid UTF-8 at column {column} (byte 0x{data[err.start]:02x}: {err.reason}); save the file as UTF-8"
+
+
 def read_text(path: Path) -> str:
+    """A text file decoded as UTF-8, a BOM before it dropped (it would start the first row's text)."""
+    data = path.read_bytes().removeprefix(_BOM)
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from err
+        line = data[: err.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}:{line}: {_not_utf8(err)}") from err
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:
@@ -96,6 +109,21 @@ def iter_lines(path: Path) -> Iterator[bytes]:
         ) from err
 
 
+def parse_json_line(raw: bytes) -> object:
+    """One line of a JSON-lines file, decoded as UTF-8 (a BOM before it dropped, as ``json.loads`` of bytes does)
+    and parsed. Raises ``ValueError`` whose message says what is wrong, for the caller to locate or skip."""
+    try:
+        text = raw.removeprefix(_BOM).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(_not_utf8(err)) from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        # one line is one JSON text: its column says where; "Extra data" is a second object glued to the first
+        hint = " (one JSON object per line)" if err.msg == "Extra data" else ""
+        raise ValueError(f"malformed JSON at column {err.colno}: {err.msg}{hint}") from err
+
+
 def json_records(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for every non-blank line of a JSON-lines file (``.gz`` too), each line checked
     to be a JSON object holding the keys ``needed``."""
@@ -105,9 +133,9 @@ def json_records(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict]
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-            raise DataFormatError(f"{path}:{number}: malformed JSON: {err}") from None
+            record = parse_json_line(raw)
+        except ValueError as err:
+            raise DataFormatError(f"{path}:{number}: {err}") from err
         if not isinstance(record, dict):
             raise DataFormatError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         missing = [key for key in needed if key not in record]
@@ -118,48 +146,74 @@ def json_records(path: Path, needed: Sequence[str]) -> Iterator[tuple[int, dict]
         yield number, record
 
 
-def _open_csv(path: Path, needed: Sequence[str], delimiter: str) -> tuple[csv.reader, dict[str, int], object]:
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the caller
-    reader = csv.reader(handle, delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        handle.close()
-        raise DataFormatError(f"{path}:1: empty file, expected a header with columns {', '.join(needed)}") from None
-    columns = {name.strip(): i for i, name in enumerate(header)}
-    missing = [name for name in needed if name not in columns]
-    if missing:
-        handle.close()
-        raise DataFormatError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
-    return reader, columns, handle
+def _csv_lines(path: Path) -> Iterator[str]:
+    """The physical lines of a CSV file (``.gz`` too), each decoded as UTF-8 on its own so that a bad byte names its
+    line; line ends are kept for ``csv.reader`` to join quoted newlines, and a UTF-8 BOM (Excel writes one) is
+    dropped. Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``, as in a file opened with ``newline=""``; splitting
+    the bytes there is safe, as no multibyte UTF-8 character holds those bytes."""
+    number = 0
+    for raw in iter_lines(path):
+        for piece in _AFTER_LONE_CR.split(raw) if b"\r" in raw else (raw,):
+            if not piece:  # after a lone \r that ends the file
+                continue
+            number += 1
+            try:
+                line = (piece.removeprefix(_BOM) if number == 1 else piece).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(f"{path}:{number}: {_not_utf8(err)}") from err
+            yield line
 
 
 def csv_records(path: Path, needed: Sequence[str], delimiter: str = ",") -> Iterator[tuple[int, int, list[str]]]:
     """Yield (data row number from 1, first line number, values of ``needed``) for every record of a CSV file with
-    a header (``delimiter="\\t"`` for TSV). Blank lines are skipped; quoted fields may hold newlines."""
-    reader, columns, handle = _open_csv(path, needed, delimiter)
-    indices = [columns[name] for name in needed]
-    width = max(indices) + 1
+    a header (``delimiter="\\t"`` for TSV; ``.gz`` too). Blank lines are skipped; quoted fields may hold newlines.
+
+    Every record must have the header's number of fields: one more is most often a delimiter inside a value that
+    was not quoted, which would shift every later value into the wrong column."""
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    lines = _csv_lines(path)
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
-        start = reader.line_num + 1
-        for row_number, record in enumerate(reader, start=1):
-            if len(record) < width:
-                if not any(field.strip() for field in record):
-                    start = reader.line_num + 1
-                    continue  # a blank line
+        header = next(reader, None)
+        if header is None:
+            raise DataFormatError(f"{path}:1: empty file, expected a header with columns {', '.join(needed)}")
+        columns: dict[str, int] = {}
+        for i, name in enumerate(header):
+            first = columns.setdefault(name.strip(), i)
+            if first != i:
                 raise DataFormatError(
-                    f"{path}:{start}: row {row_number} has {len(record)} fields, expected at least {width}"
+                    f"{path}:1: column {name.strip()!r} appears twice in the header (fields {first + 1} and {i + 1})"
+                )
+        missing = [name for name in needed if name not in columns]
+        if missing:
+            raise DataFormatError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
+        indices = [columns[name] for name in needed]
+        width = len(header)
+        delimiter_name = {",": "comma", "\t": "tab"}.get(delimiter, repr(delimiter))
+        row_number = 0  # blank lines are not rows
+        start = reader.line_num + 1
+        for record in reader:
+            if len(record) <= 1 and not any(field.strip() for field in record):
+                start = reader.line_num + 1
+                continue  # a blank line
+            row_number += 1
+            if len(record) != width:
+                hint = (
+                    f"an unquoted {delimiter_name} inside a value? quote the value"
+                    if len(record) > width
+                    else "a value or a delimiter missing?"
+                )
+                raise DataFormatError(
+                    f"{path}:{start}: row {row_number} has {len(record)} fields, expected {width} as in the header "
+                    f"({hint})"
                 )
             yield row_number, start, [record[i] for i in indices]
             start = reader.line_num + 1
     except csv.Error as err:
         raise DataFormatError(f"{path}:{reader.line_num}: malformed CSV: {err}") from err
-    except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}: not valid UTF-8 ({err.reason})") from err
     finally:
-        handle.close()
+        lines.close()
 
 
 def normalise_text(text: str) -> str:

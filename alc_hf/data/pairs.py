@@ -26,7 +26,7 @@ __all__ = ["CALIBRATION_SPLITS", "PAIR_FILE_SUFFIXES", "LabelledPairs", "pair_so
 
 # The names a split a threshold is calibrated on goes by, in the order they are looked for.
 CALIBRATION_SPLITS = ("validation", "valid", "dev")
-PAIR_FILE_SUFFIXES = (".csv", ".jsonl", ".jsonl.gz", ".parquet")
+PAIR_FILE_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet")
 
 
 class LabelledPairs:
@@ -142,7 +142,7 @@ def pair_sources(source: str | Path | Mapping[str, Any]) -> tuple[str, dict[str,
 
 def _read_file(path: Path, needed: list[str]) -> _PairTable:
     name = str(path)
-    if path.name.endswith(".csv"):
+    if path.name.endswith((".csv", ".csv.gz")):
         records = list(csv_records(path, needed))
         lines = [line for _, line, _ in records]
         values = [row for _, _, row in records]

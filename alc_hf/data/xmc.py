@@ -11,7 +11,6 @@ rest follows :mod:`alc_hf.data.formats`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -23,6 +22,7 @@ from alc_hf.data.formats import (
     DataFormatError,
     check_choice,
     iter_lines,
+    parse_json_line,
     read_text,
     split_lines,
     warn_skipped,
@@ -146,9 +146,9 @@ def _read_json_lines(
     number = 0
     for number, raw in enumerate(iter_lines(path), start=1):
         try:
-            obj = json.loads(raw)
-        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-            problems.report(number, f"malformed JSON: {err}")
+            obj = parse_json_line(raw)
+        except ValueError as err:  # not UTF-8, or not JSON: the reason is the message
+            problems.report(number, str(err))
             continue
         if not isinstance(obj, dict):
             problems.report(number, f"expected a JSON object, got {type(obj).__name__}")

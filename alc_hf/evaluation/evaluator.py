@@ -38,7 +38,8 @@ class CoverageEvaluator(BaseEvaluator):
     For each target precision the threshold is the smallest whose accepted top-1 predictions on the calibration
     split reach it (:func:`alc_hf.metrics.calibrate_threshold`); it is then applied to the test split, which gives
     the honest coverage ``c@1_p90`` and the precision it really achieves there, ``c@1_p90_precision``. The oracle
-    ``c@1_p90_oracle`` chooses the threshold on the test split itself: an upper bound, as often reported in papers.
+    ``c@1_p90_oracle`` chooses the threshold on the test split itself, as papers often report: the most coverage at
+    which test reaches the target (not deployable, and below ``c@1_p90`` when the calibrated threshold misses).
     It also logs P@k on test (``p@1``, ``p@5``) and on calibration (``calibration_p@1``), AUPC and OPIS.
 
     Embeddings come from ``model.encode_query`` / ``model.encode_document``, so under several processes the
@@ -193,8 +194,7 @@ class CoverageEvaluator(BaseEvaluator):
     def compute_reports(self, model: Any) -> dict[str, CoverageReport]:
         """Embed both splits and the label corpus, retrieve, and compute every figure for each accept score."""
         k = max(*self.precision_at_k, *self.coverage_at_k)
-        shared_corpus = self.calibration.corpus is self.test.corpus or self.calibration.corpus == self.test.corpus
-        if shared_corpus:
+        if self._shared_corpus:
             embedded = self._encode_corpus(model, [self.calibration, self.test])
             corpus = {"calibration": embedded, "test": embedded}
             index = dict.fromkeys(corpus, LabelIndex(embedded, kind=self.index_kind))
@@ -237,6 +237,7 @@ class CoverageEvaluator(BaseEvaluator):
                     self.coverage_at_k,
                     self.calibration_method,
                     self.delta,
+                    accept_score=accept_score,
                 ),
                 cost_ms_per_query=per_query
                 * (test_seconds["cosine"] + (test_seconds[accept_score] if accept_score != "cosine" else 0.0)),
@@ -250,15 +251,35 @@ class CoverageEvaluator(BaseEvaluator):
                 )
         return reports
 
-    def _encode_corpus(self, model: Any, views: list[EvaluationView]) -> np.ndarray:
-        """The embeddings of the label corpus the ``views`` share. When every view ranks only its candidates (a
-        block view), only the candidates are embedded: the other rows hold a unit placeholder no search reads."""
-        corpus = views[0].corpus
+    def workload(self) -> str:
+        """What one evaluation embeds and scores, for a person waiting for it."""
+        corpora = [[self.calibration, self.test]] if self._shared_corpus else [[self.calibration], [self.test]]
+        num_labels = sum(len(self._labels_to_embed(views)) for views in corpora)
+        return (
+            f"{len(self.calibration.queries):,} calibration and {len(self.test.queries):,} test queries, "
+            f"{num_labels:,} labels; accept scores {', '.join(self.accept_scores)}"
+        )
+
+    @property
+    def _shared_corpus(self) -> bool:
+        return self.calibration.corpus is self.test.corpus or self.calibration.corpus == self.test.corpus
+
+    @staticmethod
+    def _labels_to_embed(views: list[EvaluationView]) -> np.ndarray:
+        """The corpus rows the ``views`` can rank: all of it, or only the candidates when every view ranks only its
+        own (a block view)."""
         if any(view.candidates is None for view in views):
-            return self._encode(model.encode_document, corpus)
+            return np.arange(len(views[0].corpus))
         needed = np.unique(np.concatenate([view.candidates.ids for view in views]))
-        if needed.size == 0:  # nothing will be scored, but the index still needs the corpus's dimension
-            needed = np.arange(1)
+        return needed if needed.size else np.arange(1)  # nothing is scored, but the index needs the dimension
+
+    def _encode_corpus(self, model: Any, views: list[EvaluationView]) -> np.ndarray:
+        """The embeddings of the label corpus the ``views`` share; in a block view only the candidates are
+        embedded, and the other rows hold a unit placeholder no search reads."""
+        corpus = views[0].corpus
+        needed = self._labels_to_embed(views)
+        if needed.size == len(corpus):
+            return self._encode(model.encode_document, corpus)
         embedded = self._encode(model.encode_document, [corpus[i] for i in needed])
         placeholder = np.zeros(embedded.shape[1], dtype=np.float32)
         placeholder[0] = 1.0

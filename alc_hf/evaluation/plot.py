@@ -13,10 +13,11 @@ from alc_hf.metrics import precision_coverage_curve
 
 
 def plot_report(report: CoverageReport, path: str | Path) -> Path:
-    """Write a PNG with two panels: the precision–coverage curves of top-1 predictions on both splits, with the
-    calibrated thresholds marked on test; and histograms of test top-1 scores, correct against wrong, with the
-    calibration split's outline beside them. A line below says whether the top-1 scores shifted between the splits
-    (in red when the calibrated thresholds may not hold: :attr:`CoverageReport.score_shift`)."""
+    """Write a PNG, titled with the model (when the report names it) and the accept score, with two panels: the
+    precision–coverage curves of top-1 predictions on both splits, with the calibrated thresholds marked on test;
+    and histograms of test top-1 scores, correct against wrong, with the calibration split's outline beside them. A
+    line below says whether the top-1 scores shifted between the splits (in red when the calibrated thresholds may
+    not hold: :attr:`CoverageReport.score_shift`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -90,6 +91,11 @@ def plot_report(report: CoverageReport, path: str | Path) -> Path:
             fontsize=9,
             color="red" if shift.warning else "dimgrey",
             fontweight="bold" if shift.warning else "normal",
+        )
+        figure.suptitle(
+            f"{report.model or 'model'}: accept score {report.accept_score}, threshold calibrated on "
+            f"{report.calibration.name} and applied to {report.test.name}",
+            fontsize=10,
         )
         figure.tight_layout(rect=(0, 0.05, 1, 1))
         buffer = io.BytesIO()

@@ -90,12 +90,13 @@ def coverage_report(
     method: str = "empirical",
     delta: float = 0.05,
     label_groups: np.ndarray | None = None,
+    accept_score: str = "cosine",
 ) -> CoverageReport:
     """Every figure of :class:`CoverageReport` from the two splits' predictions.
 
     OPIS compares the classes of the scored test pairs: by default each label is its own class; ``label_groups``
     (one integer per corpus label) groups labels instead, e.g. by brand where no label has the five or more
-    positive pairs OPIS needs (WDC test: one match per offer).
+    positive pairs OPIS needs (WDC test: one match per offer). ``accept_score`` names what the scores are.
 
     The two splits' top-1 scores are compared against the C@1 thresholds (:func:`alc_hf.metrics.score_shift`); a
     shift large enough to threaten the thresholds is a :class:`~alc_hf.metrics.ScoreShiftWarning` here and a flag in
@@ -117,6 +118,7 @@ def coverage_report(
             target_precisions,
             method,
             delta,
+            scored_by=f"accept score {accept_score}, C@{k}",
         )
         for k in coverage_at_k
     }
@@ -134,7 +136,11 @@ def coverage_report(
         calibration.scores[:, 0], test.scores[:, 0], [result.calibrated.threshold for result in coverage[1]]
     )
     if shift.warning:
-        warnings.warn(f"{calibration.name} -> {test.name}: {shift.describe()}", ScoreShiftWarning, stacklevel=2)
+        warnings.warn(
+            f"{calibration.name} -> {test.name} (accept score {accept_score}): {shift.describe()}",
+            ScoreShiftWarning,
+            stacklevel=2,
+        )
     return CoverageReport(
         calibration=calibration.summary(precision_at_k),
         test=test.summary(precision_at_k),
@@ -146,6 +152,7 @@ def coverage_report(
         score_shift=shift,
         calibration_top1=(calibration.scores[:, 0], calibration.correct[:, 0]),
         test_top1=(test.scores[:, 0], test.correct[:, 0]),
+        accept_score=accept_score,
     )
 
 

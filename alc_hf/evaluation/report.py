@@ -12,13 +12,22 @@ from pathlib import Path
 import numpy as np
 
 from alc_hf.metrics import (
+    OPIS_MIN_POSITIVES,
     CoverageAtThreshold,
     OPISResult,
     ScoreShift,
+    ThresholdCalibration,
     ThresholdResult,
+    clopper_pearson_interval,
     finite_or_none,
     threshold_metrics,
 )
+
+# A threshold resting on fewer accepted calibration predictions gets a caveat with its precision's 95% interval: at
+# 200 accepted and a precision of 0.90 the interval is already about 0.85-0.94; at 60 it is about 0.80-0.96.
+FEW_ACCEPTED = 200
+# Beside a test precision below the threshold's target.
+MISSED_MARK = "!"
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,9 @@ class CoverageReport:
     # Milliseconds per test query to reach the accept decision (query embedding, search, and the accept score's
     # own work), when the evaluator measured it.
     cost_ms_per_query: float | None = None
+    # What decided acceptance (alc_hf.evaluation.accept.ACCEPT_SCORES), and the model evaluated, when known.
+    accept_score: str = "cosine"
+    model: str | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat figures for logging: P@k on test (and ``calibration_p@1``), C@k at each target, AUPC, OPIS."""
@@ -69,12 +81,15 @@ class CoverageReport:
                 "reachable": result.calibrated.reachable,
                 "threshold": finite_or_none(result.calibrated.threshold),
                 "calibration": _figures(result.calibrated),
+                "calibration_precision_interval_95": _interval(result.calibrated),
                 "test": _figures(result.test),
                 "oracle_threshold": finite_or_none(result.oracle.threshold),
                 "oracle_test": _figures(result.oracle),
             }
 
         return {
+            "model": self.model,
+            "accept_score": self.accept_score,
             "calibration_method": self.method,
             "delta": self.delta,
             "splits": {
@@ -102,8 +117,11 @@ class CoverageReport:
         return write_atomically(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=False).encode())
 
     def table(self) -> str:
-        """A readable plain-text table of the main figures."""
+        """A readable plain-text table of the main figures, then what they do not say by themselves
+        (:meth:`caveats`)."""
+        calibration, test = self.calibration.name, self.test.name
         lines = [
+            f"Accept score: {self.accept_score}" + (f"; model: {self.model}" if self.model else ""),
             f"{'split':<12}{'queries':>9}{'with match':>12}"
             + "".join(f"{'P@' + str(k):>8}" for k in self.test.precision_at),
         ]
@@ -114,27 +132,63 @@ class CoverageReport:
             )
         lines += [
             "",
-            f"Threshold calibrated on {self.calibration.name} ({self.method}), applied to {self.test.name}; "
-            f"oracle = threshold chosen on {self.test.name} (upper bound).",
+            f"Threshold calibrated on {calibration} ({self.method}), applied to {test}: the coverage and the precision "
+            f"it really reaches there ({MISSED_MARK} below the target). Oracle: the threshold chosen on {test} itself, "
+            "the most coverage at which it reaches the target (not deployable).",
             f"{'metric':<8}{'target':>8}{'threshold':>11}{'coverage':>10}{'precision':>11}"
             f"{'oracle cov.':>13}{'oracle thr.':>13}",
         ]
         for k, results in self.coverage.items():
             for result in results:
+                mark = MISSED_MARK if _missed(result) else ""
                 lines.append(
                     f"{'C@' + str(k):<8}{result.calibrated.target_precision:>8.3f}"
                     f"{_format(result.calibrated.threshold):>11}{result.test.coverage:>10.3f}"
-                    f"{_format(result.test.precision):>11}{result.oracle.coverage:>13.3f}"
+                    f"{_format(result.test.precision) + mark:>11}{result.oracle.coverage:>13.3f}"
                     f"{_format(result.oracle.threshold):>13}"
                 )
+        if self.opis.num_labels:
+            opis = f"{self.opis.value:.3f}"
+        else:
+            opis = f"- (no label has {OPIS_MIN_POSITIVES} or more matching and 1 or more non-matching scored pairs)"
         lines += [
             "",
-            f"AUPC (test, top-1): {self.aupc:.3f}    OPIS (test, {self.opis.num_labels} labels): "
-            f"{_format(self.opis.value)}",
-            f"{'WARNING: ' if self.score_shift.warning else ''}Top-1 score shift, {self.calibration.name} -> "
-            f"{self.test.name}: {self.score_shift.describe()}.",
+            f"AUPC (test, top-1): {self.aupc:.3f}    OPIS (test, {self.opis.num_labels} labels): {opis}",
+            f"{'WARNING: ' if self.score_shift.warning else ''}Top-1 score shift, {calibration} -> "
+            f"{test}: {self.score_shift.describe()}.",
         ]
-        return "\n".join(lines)
+        return "\n".join(lines + [f"NOTE: {caveat}" for caveat in self.caveats()])
+
+    def caveats(self) -> list[str]:
+        """What the coverage table does not say by itself, a sentence per target: a target no threshold reaches on
+        the calibration split, a threshold resting on fewer than :data:`FEW_ACCEPTED` accepted calibration
+        predictions (with the 95% interval of their precision: where the precision on new traffic may lie), a
+        threshold whose test precision misses its target."""
+        calibration, test = self.calibration.name, self.test.name
+        caveats = []
+        for k, results in self.coverage.items():
+            for result in results:
+                calibrated, target = result.calibrated, f"C@{k} at {result.calibrated.target_precision:.3f}"
+                if not calibrated.reachable:
+                    caveats.append(
+                        f"{target}: no threshold reaches the target on the {calibrated.num_predictions} {calibration} "
+                        "predictions, so nothing is accepted."
+                    )
+                    continue
+                if calibrated.num_accepted < FEW_ACCEPTED:
+                    low, high = _interval(calibrated)
+                    caveats.append(
+                        f"{target}: the threshold rests on {calibrated.num_accepted} accepted {calibration} "
+                        f"predictions (fewer than {FEW_ACCEPTED}); their precision {calibrated.precision:.3f} has the "
+                        f"95% interval [{low:.3f}, {high:.3f}], so on new traffic the precision may lie anywhere in "
+                        f"it. Label more {calibration} data to narrow it."
+                    )
+                if _missed(result):
+                    caveats.append(
+                        f"{target}: the threshold reaches {result.test.precision:.3f} on {test}, below its target: it "
+                        f"does not hold there; the oracle coverage is then no bound on it."
+                    )
+        return caveats
 
 
 def _format(value: float) -> str:
@@ -143,16 +197,31 @@ def _format(value: float) -> str:
     return "unreached" if math.isinf(value) else f"{value:.3f}"
 
 
+def _missed(result: ThresholdResult) -> bool:
+    """The calibrated threshold accepts test predictions at a precision below its target."""
+    return result.test.num_accepted > 0 and result.test.precision < result.calibrated.target_precision - 1e-9
+
+
+def _interval(calibrated: ThresholdCalibration) -> list[float] | None:
+    """The 95% Clopper–Pearson interval of the precision of the accepted calibration predictions (None: none)."""
+    if not calibrated.num_accepted:
+        return None
+    num_correct = round(calibrated.precision * calibrated.num_accepted)
+    return list(clopper_pearson_interval(num_correct, calibrated.num_accepted))
+
+
 def _figures(result: CoverageAtThreshold) -> dict:
     figures = result.to_dict()
     return {name: figures[name] for name in ("coverage", "precision", "num_accepted", "num_predictions")}
 
 
 def write_atomically(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place, with the mode ``open`` gives a new
+    file (``mkstemp`` makes it readable by its owner only, unlike the model files beside it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, umask_mode())
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
@@ -160,6 +229,18 @@ def write_atomically(path: Path, data: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode the process's umask gives a new file (0644 with the usual umask 022) or folder (0755)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def accept_score_caveats(reports: dict[str, CoverageReport]) -> list[str]:
+    """Every report's :meth:`~CoverageReport.caveats`, each line naming its accept score."""
+    return [f"NOTE ({name}): {caveat}" for name, report in reports.items() for caveat in report.caveats()]
 
 
 def accept_score_table(reports: dict[str, CoverageReport]) -> str:

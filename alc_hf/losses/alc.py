@@ -100,12 +100,7 @@ class ALCLoss(WrappingLoss):
         if base_loss is None:
             base_loss = MultiPositiveSoftmaxLoss(model, gather_across_devices=gather_across_devices)
         super().__init__(model, base_loss, gather_across_devices)
-        check_weight("ql_weight", ql_weight)
-        check_weight("qb_weight", qb_weight)
-        if num_negatives < 1:
-            raise ValueError(f"num_negatives (k) must be >= 1, got {num_negatives}")
-        if head_warmup_steps < 0:
-            raise ValueError(f"head_warmup_steps must be >= 0, got {head_warmup_steps}")
+        check_alc_options(ql_weight, qb_weight, num_negatives, head_warmup_steps)
         self.ql_weight = ql_weight
         self.qb_weight = qb_weight
         self.num_negatives = num_negatives
@@ -180,3 +175,14 @@ class ALCLoss(WrappingLoss):
     url={https://arxiv.org/abs/2510.04551},
 }
 """
+
+
+def check_alc_options(ql_weight: float, qb_weight: float, num_negatives: int, head_warmup_steps: int) -> None:
+    """The ValueError :class:`ALCLoss` raises for bad options, callable before a model exists (the recipe checks its
+    options before any work)."""
+    check_weight("ql_weight", ql_weight)
+    check_weight("qb_weight", qb_weight)
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives (k) must be >= 1, got {num_negatives}")
+    if head_warmup_steps < 0:
+        raise ValueError(f"head_warmup_steps must be >= 0, got {head_warmup_steps}")

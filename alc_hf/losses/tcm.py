@@ -67,11 +67,7 @@ class TCMLoss(WrappingLoss):
         if base_loss is None:
             base_loss = MultiPositiveSoftmaxLoss(model, gather_across_devices=gather_across_devices)
         super().__init__(model, base_loss, gather_across_devices)
-        for name, margin in (("pos_margin", pos_margin), ("neg_margin", neg_margin)):
-            if not -1.0 <= margin <= 1.0:
-                raise ValueError(f"{name} must be a cosine similarity in [-1, 1], got {margin}")
-        if not neg_margin < pos_margin:
-            raise ValueError(f"neg_margin ({neg_margin}) must be below pos_margin ({pos_margin})")
+        check_tcm_margins(pos_margin, neg_margin)
         check_weight("pos_weight", pos_weight)
         check_weight("neg_weight", neg_weight)
         self.pos_margin = pos_margin
@@ -114,3 +110,12 @@ class TCMLoss(WrappingLoss):
     url={https://arxiv.org/abs/2307.04047},
 }
 """
+
+
+def check_tcm_margins(pos_margin: float, neg_margin: float) -> None:
+    """The ValueError :class:`TCMLoss` raises for bad margins, callable before a model exists."""
+    for name, margin in (("pos_margin", pos_margin), ("neg_margin", neg_margin)):
+        if not -1.0 <= margin <= 1.0:
+            raise ValueError(f"{name} must be a cosine similarity in [-1, 1], got {margin}")
+    if not neg_margin < pos_margin:
+        raise ValueError(f"neg_margin ({neg_margin}) must be below pos_margin ({pos_margin})")

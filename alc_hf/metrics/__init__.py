@@ -20,6 +20,7 @@ from alc_hf.evaluation.coverage_metric.calibration import (
     calibrate_threshold,
     check_scores,
     check_target_precision,
+    clopper_pearson_interval,
     coverage_at_k,
     coverage_at_threshold,
     finite_or_none,
@@ -29,12 +30,13 @@ from alc_hf.evaluation.coverage_metric.calibration import (
     threshold_metrics,
     threshold_results,
 )
-from alc_hf.metrics.opis import OPISResult, opis
+from alc_hf.metrics.opis import OPIS_MIN_POSITIVES, OPISResult, opis
 from alc_hf.metrics.ranking import drop_filtered_pairs, precision_at_k, precision_from_relevance, relevance_matrix
 
 __all__ = [
     "CALIBRATION_METHODS",
     "CoverageAtThreshold",
+    "OPIS_MIN_POSITIVES",
     "OPISResult",
     "PrecisionCoverageCurve",
     "SHIFT_ALPHA",
@@ -46,6 +48,7 @@ __all__ = [
     "ThresholdResult",
     "calibrate_threshold",
     "check_scores",
+    "clopper_pearson_interval",
     "check_target_precision",
     "coverage_at_k",
     "coverage_at_threshold",

@@ -9,6 +9,9 @@ import numpy as np
 
 from alc_hf.evaluation.coverage_metric.calibration import check_scores
 
+# A label takes part in OPIS with at least this many positive pairs (and one negative), by default.
+OPIS_MIN_POSITIVES = 5
+
 
 @dataclass(frozen=True)
 class OPISResult:
@@ -34,7 +37,7 @@ def opis(
     correct: np.ndarray,
     labels: np.ndarray,
     *,
-    min_positives: int = 5,
+    min_positives: int = OPIS_MIN_POSITIVES,
     num_thresholds: int = 101,
     threshold_range: tuple[float, float] | None = None,
 ) -> OPISResult:

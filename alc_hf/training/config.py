@@ -3,11 +3,10 @@ reads from a YAML/JSON file and the command line (which overrides the file), and
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,13 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from torch import nn
 from transformers import HfArgumentParser
 
+from alc_hf.command_line import OptionRange, check_choice_option, check_ranges, nearest, unknown_arguments
 from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
 from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+from alc_hf.losses.alc import check_alc_options
 from alc_hf.losses.base import loss_chain
+from alc_hf.losses.tcm import check_tcm_margins
+from alc_hf.metrics import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL
 from alc_hf.verifier import (
     DEFAULT_BATCH_SIZE,
@@ -37,6 +40,50 @@ BACKBONES = {
     "mnrl": MultipleNegativesRankingLoss,
 }
 BATCHING = ("random", "clustered")
+EVALUATION_VIEWS = ("corpus", "labelled")
+
+
+_AT_LEAST_0, _AT_LEAST_1, _POSITIVE = OptionRange(0), OptionRange(1), OptionRange(0, low_included=False)
+# Every numeric option a run could misread, checked when the options are parsed: before any data is read or any model
+# loaded (transformers would take --max_steps -3 for "no limit" and train a whole epoch). The loss's own options
+# are checked by the loss modules' functions (LossArguments.__post_init__).
+OPTION_RANGES: dict[str, OptionRange] = {
+    "max_steps": OptionRange(1, special=(-1, "no limit: train for --num_train_epochs")),
+    "num_train_epochs": _POSITIVE,
+    "per_device_train_batch_size": _AT_LEAST_1,
+    "per_device_eval_batch_size": _AT_LEAST_1,
+    "gradient_accumulation_steps": _AT_LEAST_1,
+    "learning_rate": _POSITIVE,
+    "pair_head_learning_rate": _POSITIVE,
+    "warmup_steps": _AT_LEAST_0,
+    "weight_decay": _AT_LEAST_0,
+    "max_grad_norm": _AT_LEAST_0,
+    "logging_steps": _POSITIVE,
+    "save_steps": _POSITIVE,
+    "save_total_limit": _AT_LEAST_1,
+    "max_seq_length": _AT_LEAST_1,
+    "lora_r": _AT_LEAST_0,
+    "lora_alpha": _POSITIVE,
+    "lora_dropout": OptionRange(0, 1, high_included=False),
+    "num_hard_negatives": _AT_LEAST_0,
+    "max_positive_ids": _AT_LEAST_1,
+    "max_train_samples": _AT_LEAST_1,
+    "cluster_size": _AT_LEAST_1,
+    "pair_head_hidden_dim": _AT_LEAST_0,
+    "target_precisions": OptionRange(0, 1, low_included=False),
+    "verifier_num_mined": _AT_LEAST_0,
+    "verifier_max_train_samples": _AT_LEAST_1,
+    "verifier_epochs": _POSITIVE,
+    "verifier_learning_rate": _POSITIVE,
+    "verifier_batch_size": _AT_LEAST_1,
+    "verifier_max_length": _AT_LEAST_1,
+    "rerank_depth": _AT_LEAST_1,
+}
+
+
+def check_option_ranges(options: Any) -> None:
+    """A ValueError naming the first option of the dataclass ``options`` outside its :data:`OPTION_RANGES` entry."""
+    check_ranges({option.name: getattr(options, option.name) for option in fields(options)}, OPTION_RANGES)
 
 
 @dataclass
@@ -51,6 +98,9 @@ class ModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Modules to adapt (default: PEFT's choice for the architecture)."}
     )
+
+    def __post_init__(self) -> None:
+        check_option_ranges(self)
 
 
 @dataclass
@@ -75,8 +125,9 @@ class DataArguments:
     cluster_size: int = field(default=4, metadata={"help": "Rows per cluster with clustered batching."})
 
     def __post_init__(self) -> None:
-        if self.batching not in BATCHING:
-            raise ValueError(f"--batching must be one of {BATCHING}, got {self.batching!r}")
+        check_choice_option("data", self.data, DATA_FORMATS)
+        check_choice_option("batching", self.batching, BATCHING)
+        check_option_ranges(self)
 
     def source(self) -> dict:
         """The keyword arguments of ``load_query_label_data`` and ``load_evaluation_views`` that name the data."""
@@ -105,6 +156,12 @@ class LossArguments:
     pos_margin: float = field(default=0.9, metadata={"help": "TCM m+."})
     neg_margin: float = field(default=0.5, metadata={"help": "TCM m-."})
 
+    def __post_init__(self) -> None:
+        check_choice_option("base_loss", self.base_loss, tuple(BACKBONES))
+        check_option_ranges(self)
+        check_alc_options(self.ql_weight, self.qb_weight, self.num_negatives, self.head_warmup_steps)
+        check_tcm_margins(self.pos_margin, self.neg_margin)
+
 
 @dataclass
 class EvaluationArguments:
@@ -118,6 +175,11 @@ class EvaluationArguments:
     target_precisions: list[float] = field(default_factory=lambda: [0.9, 0.95])
     calibration_method: str = field(default="empirical", metadata={"help": "'empirical' or 'clopper_pearson'."})
     evaluate_before_training: bool = field(default=True, metadata={"help": "Measure coverage before training too."})
+
+    def __post_init__(self) -> None:
+        check_choice_option("evaluation_view", self.evaluation_view, EVALUATION_VIEWS)
+        check_choice_option("calibration_method", self.calibration_method, CALIBRATION_METHODS)
+        check_option_ranges(self)
 
 
 @dataclass
@@ -143,18 +205,35 @@ class VerifierArguments:
     rerank_depth: int = field(default=5, metadata={"help": "Top predictions the verifier re-ranks (verifier_rerank)."})
 
     def __post_init__(self) -> None:
-        if self.verifier_max_train_samples is not None and self.verifier_max_train_samples < 1:
-            raise ValueError(f"--verifier_max_train_samples must be at least 1, got {self.verifier_max_train_samples}")
+        check_option_ranges(self)
+        if self.verifier_pos_weight != "balanced" and not _is_positive_number(self.verifier_pos_weight):
+            raise ValueError(f"--verifier_pos_weight {self.verifier_pos_weight!r}: expected a number > 0 or 'balanced'")
 
 
 @dataclass
 class ALCTrainingArguments(SentenceTransformerTrainingArguments):
-    """sentence-transformers' training arguments and the pair head's own learning rate (it starts from scratch and
-    learns too slowly at an encoder's fine-tuning rate)."""
+    """sentence-transformers' training arguments, the pair head's own learning rate (it starts from scratch and
+    learns too slowly at an encoder's fine-tuning rate), and whether an earlier run in ``output_dir`` is replaced."""
 
     pair_head_learning_rate: float = field(
         default=1e-3, metadata={"help": "Learning rate of the ALC pair head (the encoder's is --learning_rate)."}
     )
+    # transformers 5 dropped this option; the recipe keeps its meaning (alc_hf.training.output_dir).
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an earlier run in --output_dir (else the recipe refuses to mix two runs)."},
+    )
+
+    def __post_init__(self) -> None:
+        check_option_ranges(self)  # before transformers reads them
+        super().__post_init__()
+
+
+def _is_positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 # The recipe's defaults for a first run on a CPU (``HfArgumentParser.set_defaults``); any can be given.
@@ -163,7 +242,7 @@ RECIPE_DEFAULTS = {
     "per_device_train_batch_size": 64,
     "num_train_epochs": 1,
     "learning_rate": 5e-5,
-    "warmup_ratio": 0.1,
+    "warmup_steps": 0.1,  # below 1: a share of the steps (transformers 5 deprecates warmup_ratio)
     "logging_steps": 10,
     "save_strategy": "no",
     "report_to": "none",
@@ -188,7 +267,14 @@ def parse_recipe_arguments(dataclass_types: Sequence[type], argv: Sequence[str] 
     parser.set_defaults(**RECIPE_DEFAULTS)
     if config_file is not None:
         parser.set_defaults(**read_config_file(config_file, parser))
-    return parser.parse_args_into_dataclasses(args=argv)
+    # No ``train_alc.args`` file beside the script is read: options come from the command line and the config only.
+    *options, unknown = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True, look_for_args_file=False
+    )
+    if unknown:
+        known = [option for action in parser._actions for option in action.option_strings]
+        raise ValueError(f"{unknown_arguments(unknown, known)} (see --help)")
+    return tuple(options)
 
 
 def split_config_file(argv: list[str]) -> tuple[Path | None, list[str]]:
@@ -235,8 +321,7 @@ def read_config_file(path: Path, parser: HfArgumentParser) -> dict[str, Any]:
     actions = {action.dest: action for action in parser._actions if action.dest != "help"}
     for key, value in values.items():
         if key not in actions:
-            close = difflib.get_close_matches(str(key), actions, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else " (the options are those of --help, without --)"
+            hint = nearest(str(key), actions) or " (the options are those of --help, without --)"
             raise ValueError(f"config file {path}: unknown option {key!r}{hint}")
         takes_list = actions[key].nargs in ("+", "*")
         if isinstance(value, list) and not takes_list:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alc_hf.command_line import SetupError
 
-class HubUnavailableError(RuntimeError):
+
+class HubUnavailableError(SetupError):
     """Pushing to the Hub was asked for but cannot work (offline, no token, or the Hub is unreachable)."""
 
 

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from packaging.version import Version
 from sentence_transformers import SentenceTransformer
 
+from alc_hf.command_line import SetupError
 
-class LoraUnavailableError(RuntimeError):
+
+class LoraUnavailableError(SetupError):
     """LoRA was asked for but the installed transformers and PEFT cannot train an adapter together."""
 
 

@@ -4,6 +4,7 @@ training log, the summary a person reads, and the push of the model folder."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,23 +13,33 @@ from torch import nn
 
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport
 from alc_hf.evaluation.outputs import write_reports
-from alc_hf.evaluation.report import accept_score_table, write_atomically
+from alc_hf.evaluation.report import accept_score_caveats, accept_score_table, write_atomically
 from alc_hf.losses.pair_head import PAIR_HEAD_FOLDER
 from alc_hf.metrics import target_name
 from alc_hf.training.config import find_alc_loss
 from alc_hf.training.hub import push_model_folder
+from alc_hf.training.output_dir import FINAL_FOLDER, TRAINING_LOG, partial_model_dir, publish_model_dir
 
 
-def run_coverage_evaluation(trainer: Any, evaluator: CoverageEvaluator) -> dict[str, CoverageReport] | None:
+def run_coverage_evaluation(
+    trainer: Any, evaluator: CoverageEvaluator, stage: str = ""
+) -> dict[str, CoverageReport] | None:
     """Run ``evaluator`` through ``trainer.evaluate()`` (collective under several processes: call it on every one)
     and return its reports per accept score on the main process, None on the others. The trainer's own evaluator
-    is restored."""
+    is restored. The main process says what it measures (``stage``: e.g. ``"before training"``) and how long it
+    took: on a CPU embedding the splits takes minutes."""
+    if trainer.is_world_process_zero():
+        print(f"Measuring coverage{' ' + stage if stage else ''}: {evaluator.workload()} ...", flush=True)
+    started = time.perf_counter()
     trainer_evaluator, trainer.evaluator = trainer.evaluator, evaluator
     try:
         trainer.evaluate()
     finally:
         trainer.evaluator = trainer_evaluator
-    return evaluator.last_reports if trainer.is_world_process_zero() else None
+    if not trainer.is_world_process_zero():
+        return None
+    print(f"Coverage{' ' + stage if stage else ''} measured in {time.perf_counter() - started:.0f} s.", flush=True)
+    return evaluator.last_reports
 
 
 def finish_run(
@@ -37,26 +48,31 @@ def finish_run(
     before: dict[str, CoverageReport] | None,
     after: dict[str, CoverageReport] | None,
     hub_repo_id: str | None = None,
+    base_model: str | None = None,
 ) -> Path:
     """Save the model with its pair head, card and coverage reports to ``output_dir/final`` (one self-contained
-    folder), the training log to ``output_dir``, print a summary, and push the model folder alone to ``hub_repo_id``
-    when given (never the checkpoints). Call it on every process; returns the model folder."""
+    folder, built in ``final.partial/`` beside any verifier already saved there, and renamed into place once
+    complete), the training log to ``output_dir``, print a summary, and push the model folder alone to
+    ``hub_repo_id`` when given (never the checkpoints). ``base_model`` names the model the run started from in the
+    plots of the coverage before training. Call it on every process; returns the model folder."""
     output_dir = Path(trainer.args.output_dir)
-    final_dir = output_dir / "final"
-    trainer.save_model(str(final_dir))
+    partial_dir, final_dir = partial_model_dir(output_dir), output_dir / FINAL_FOLDER
+    trainer.save_model(str(partial_dir))
     if trainer.is_world_process_zero():
         alc_loss = find_alc_loss(loss)
         if alc_loss is not None:
-            alc_loss.save_pair_head(final_dir)
+            alc_loss.save_pair_head(partial_dir)
         if len(after) > 1:
-            card = final_dir / "README.md"
-            card.write_text(card.read_text() + accept_decision_section(after, final_dir))
-        written = write_reports(after, final_dir, "coverage_after")
+            card = partial_dir / "README.md"
+            card.write_text(card.read_text() + accept_decision_section(after, partial_dir))
+        reports = write_reports(after, partial_dir, "coverage_after", model_name=str(final_dir))
         if before is not None:
-            written += write_reports(before, final_dir, "coverage_before")
+            reports += write_reports(before, partial_dir, "coverage_before", model_name=base_model)
+        publish_model_dir(output_dir)
+        written = [final_dir / path.name for path in reports]
         written.append(
             write_atomically(
-                output_dir / "training_log.json",
+                output_dir / TRAINING_LOG,
                 json.dumps(trainer.state.log_history, indent=2, default=str).encode(),
             )
         )
@@ -125,6 +141,7 @@ def run_summary(
     if len(after) > 1:
         lines += ["", "after training, accepted by each score (same retrieval, same thresholds protocol):"]
         lines.append(accept_score_table(after))
+    lines += accept_score_caveats(after)
     lines += [
         "",
         f"model and card: {final_dir} ({final_dir / 'README.md'})",

@@ -130,6 +130,19 @@ class ThresholdCalibration(CoverageAtThreshold):
         return math.isfinite(self.threshold)
 
 
+def clopper_pearson_interval(num_correct: int, num_accepted: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The two-sided Clopper–Pearson interval of a precision measured as ``num_correct`` of ``num_accepted``: where
+    the precision on more data like it lies, with probability at least ``confidence``."""
+    if not 0 <= num_correct <= num_accepted or num_accepted < 1:
+        raise ValueError(
+            f"need 0 <= num_correct <= num_accepted and num_accepted >= 1, got {num_correct}/{num_accepted}"
+        )
+    tail = (1.0 - confidence) / 2
+    low = beta.ppf(tail, num_correct, num_accepted - num_correct + 1) if num_correct > 0 else 0.0
+    high = beta.ppf(1.0 - tail, num_correct + 1, num_accepted - num_correct) if num_correct < num_accepted else 1.0
+    return float(low), float(high)
+
+
 def clopper_pearson_lower(num_correct: np.ndarray, num_accepted: np.ndarray, delta: float) -> np.ndarray:
     """One-sided ``1 - delta`` Clopper–Pearson lower confidence bound of a binomial proportion."""
     num_correct = np.asarray(num_correct, dtype=np.float64)
@@ -145,6 +158,7 @@ def calibrate_threshold(
     target_precision: float,
     method: str = "empirical",
     delta: float = 0.05,
+    predictions: str = "calibration predictions",
 ) -> ThresholdCalibration:
     """The smallest threshold whose accepted predictions reach ``target_precision`` on this (calibration) split.
 
@@ -160,6 +174,7 @@ def calibrate_threshold(
         target_precision: the precision required, in (0, 1].
         method: ``"empirical"`` or ``"clopper_pearson"``.
         delta: the Clopper–Pearson risk level, in (0, 1).
+        predictions: what the scores are, for the warning (e.g. ``"test predictions of accept score cosine"``).
     """
     target_precision = check_target_precision(target_precision)
     if method not in CALIBRATION_METHODS:
@@ -179,10 +194,11 @@ def calibrate_threshold(
     }
     if not reaches.any():
         logger.warning(
-            "no threshold reaches precision %.3f (%s) on %d calibration predictions: accepting nothing",
+            "no threshold reaches precision %.3f (%s) on the %d %s: accepting nothing",
             target_precision,
             method,
             curve.num_predictions,
+            predictions,
         )
         return ThresholdCalibration(math.inf, 0.0, math.nan, 0, curve.num_predictions, **options)
     best = int(np.flatnonzero(reaches)[-1])
@@ -243,7 +259,8 @@ def target_name(target_precision: float) -> str:
 @dataclass(frozen=True)
 class ThresholdResult:
     """One target precision: the threshold calibrated on the calibration split, what it does on test, and the
-    oracle (threshold chosen on test itself: an upper bound, not an honest figure)."""
+    oracle (the threshold chosen on test itself, the largest coverage whose test precision reaches the target: not
+    an honest figure, and not a bound on ``test.coverage`` when the calibrated threshold misses its target)."""
 
     calibrated: ThresholdCalibration
     test: CoverageAtThreshold
@@ -258,16 +275,24 @@ def threshold_results(
     target_precisions: Sequence[float],
     method: str = "empirical",
     delta: float = 0.05,
+    scored_by: str | None = None,
 ) -> list[ThresholdResult]:
-    """Calibrate a threshold per target on the calibration predictions and apply it to the test predictions."""
+    """Calibrate a threshold per target on the calibration predictions and apply it to the test predictions;
+    ``scored_by`` (e.g. ``"accept score cosine, C@1"``) names the scores in the warnings."""
+    of = f" ({scored_by})" if scored_by else ""
     results = []
     for target in target_precisions:
-        calibrated = calibrate_threshold(calibration_scores, calibration_correct, target, method, delta)
+        calibrated = calibrate_threshold(
+            calibration_scores, calibration_correct, target, method, delta, f"calibration predictions{of}"
+        )
+        oracle = calibrate_threshold(
+            test_scores, test_correct, target, method, delta, f"test predictions{of}, for the oracle threshold"
+        )
         results.append(
             ThresholdResult(
                 calibrated=calibrated,
                 test=coverage_at_threshold(test_scores, test_correct, calibrated.threshold),
-                oracle=calibrate_threshold(test_scores, test_correct, target, method, delta),
+                oracle=oracle,
             )
         )
     return results

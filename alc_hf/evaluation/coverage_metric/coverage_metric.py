@@ -33,7 +33,7 @@ Returns:
     For each target, e.g. 0.9: `c@1_p90` (coverage at the calibrated threshold), `c@1_p90_precision` (the precision
     it achieves; NaN when nothing is accepted), `c@1_p90_threshold` (inf when the target is unreachable on the
     calibration split), `c@1_p90_oracle` and `c@1_p90_oracle_threshold` (threshold chosen on the evaluated
-    predictions: an upper bound).
+    predictions: the most coverage that reaches the target there; not deployable).
 Examples:
     >>> coverage = evaluate.load(alc_hf.evaluation.COVERAGE_METRIC_PATH)
     >>> coverage.compute(predictions=[0.9, 0.8, 0.3], references=[1, 1, 0],
