@@ -2,12 +2,15 @@
 
 alc-hf evaluate [MODEL] [--data catalog|wdc|tables|xmc|beir|pairs] [--data_dir DIR] [--text_fields F ...]
     [--query_column C --label_column C ...] [--view corpus|labelled] [--output_dir DIR]
+alc-hf certify [MODEL] --data ... --split SPLIT --budget N [--sheet labels.csv] [--target_precision 0.9]
+alc-hf certify --labels labels.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -20,6 +23,46 @@ from alc_hf.metrics import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL
 
 
+def _add_model_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
+    """The model, the data and how it is retrieved and scored: what ``evaluate`` and ``certify`` share."""
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=DEFAULT_MODEL if model_required else None,
+        help=f"saved model folder or Hub id (default: {DEFAULT_MODEL}, offline when installed)",
+    )
+    parser.add_argument("--data", choices=DATA_FORMATS, default="catalog", help=DATA_FORMAT_HELP)
+    parser.add_argument("--data_dir", help="folder of the data (every format but catalog)")
+    for name, help_text in DATA_OPTION_HELP.items():
+        parser.add_argument(f"--{name}", nargs="+" if name == "text_fields" else None, help=help_text)
+    parser.add_argument(
+        "--view",
+        choices=("corpus", "labelled"),
+        help="rank against every label, or only the labelled candidates (default: labelled for tables/wdc and for "
+        "pairs with --relevance_column, corpus otherwise)",
+    )
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the built-in catalog's seed, and the seed of the random calibration half (xmc; beir or pairs without a "
+        "calibration split)",
+    )
+    parser.add_argument("--device", help="e.g. cpu or cuda (default: sentence-transformers' choice)")
+    parser.add_argument(
+        "--verifier",
+        help="a saved cross-encoder that decides acceptance from the texts (default: MODEL/verifier when the recipe "
+        "saved one there)",
+    )
+    parser.add_argument("--rerank_depth", type=int, default=5, help="top predictions verifier_rerank re-ranks")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error, not only its message (as {DEBUG_ENVIRONMENT_VARIABLE}=1 does)",
+    )
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The command line, and each command's own parser (whose options a misspelt one is compared with)."""
     parser = argparse.ArgumentParser(prog="alc-hf", description=__doc__.split("\n")[0])
@@ -30,35 +73,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         description="Embed a dataset's calibration and test splits with a saved model, calibrate a threshold per "
         "target precision on the calibration split, apply it to test, print a table and write JSON and PNG.",
     )
-    evaluate.add_argument(
-        "model",
-        nargs="?",
-        default=DEFAULT_MODEL,
-        help=f"saved model folder or Hub id (default: {DEFAULT_MODEL}, offline when installed)",
-    )
-    evaluate.add_argument("--data", choices=DATA_FORMATS, default="catalog", help=DATA_FORMAT_HELP)
-    evaluate.add_argument("--data_dir", help="folder of the data (every format but catalog)")
-    for name, help_text in DATA_OPTION_HELP.items():
-        evaluate.add_argument(f"--{name}", nargs="+" if name == "text_fields" else None, help=help_text)
-    evaluate.add_argument(
-        "--view",
-        choices=("corpus", "labelled"),
-        help="rank against every label, or only the labelled candidates (default: labelled for tables/wdc and for "
-        "pairs with --relevance_column, corpus otherwise)",
-    )
+    _add_model_options(evaluate)
     evaluate.add_argument("--output_dir", default="coverage_evaluation", help="where coverage.json/.png go")
     evaluate.add_argument("--target_precisions", type=float, nargs="+", default=[0.9, 0.95])
     evaluate.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default="empirical")
     evaluate.add_argument("--delta", type=float, default=0.05, help="Clopper-Pearson risk level")
-    evaluate.add_argument("--batch_size", type=int, default=64)
-    evaluate.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="the built-in catalog's seed, and the seed of the random calibration half (xmc; beir or pairs without a "
-        "calibration split)",
-    )
-    evaluate.add_argument("--device", help="e.g. cpu or cuda (default: sentence-transformers' choice)")
     evaluate.add_argument(
         "--accept_scores",
         nargs="+",
@@ -67,27 +86,64 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "when the model folder holds the ALC pair head it was trained with; verifier and verifier_rerank with a "
         "verifier)",
     )
-    evaluate.add_argument(
-        "--verifier",
-        help="a saved cross-encoder that decides acceptance from the texts (default: MODEL/verifier when the recipe "
-        "saved one there)",
+
+    certify = commands.add_parser(
+        "certify",
+        help="a threshold whose precision on your own traffic is guaranteed, from a few labelled top-1 predictions",
+        description="Step 1, `alc-hf certify MODEL --data ... --split S --budget N --sheet labels.csv`: retrieve "
+        "the top-1 of every query of the split S (your traffic; its labels, if any, are not used) and write the N "
+        "predictions a person labels, drawn at random, as a CSV with an empty `correct` column. Step 2, `alc-hf "
+        "certify --labels labels.csv` once the column is filled in with 1 (right) or 0 (wrong): the threshold with "
+        "the most coverage whose precision on that traffic is at least the target with probability 1 - delta, the "
+        "coverage it gives, and a next round of rows to label when more could certify a looser threshold.",
     )
-    evaluate.add_argument("--rerank_depth", type=int, default=5, help="top predictions verifier_rerank re-ranks")
-    evaluate.add_argument(
-        "--debug",
-        action="store_true",
-        help=f"show the traceback of an error, not only its message (as {DEBUG_ENVIRONMENT_VARIABLE}=1 does)",
+    _add_model_options(certify, model_required=False)
+    certify.add_argument("--labels", type=Path, help="step 2: the labelled sheet to certify from")
+    certify.add_argument("--split", help="step 1: the split that plays the traffic (e.g. test)")
+    certify.add_argument("--budget", type=int, help="step 1: predictions to label per round")
+    certify.add_argument("--sheet", type=Path, default=Path("certification/labels.csv"), help="step 1: the sheet")
+    certify.add_argument("--target_precision", type=float, default=0.9)
+    certify.add_argument("--delta", type=float, default=0.05, help="the risk that the certified precision is missed")
+    certify.add_argument(
+        "--max_rounds", type=int, default=1, help="rounds of --budget labels at most (they share delta)"
     )
-    return parser, {"evaluate": evaluate}
+    certify.add_argument(
+        "--max_coverage",
+        type=float,
+        default=1.0,
+        help="the most coverage looked for: labels are drawn from the best-scored share of the traffic",
+    )
+    certify.add_argument("--accept_score", choices=ACCEPT_SCORES, default="cosine", help="the score to threshold")
+    certify.add_argument("--draw_seed", type=int, default=0, help="seed of the random draw of the rows to label")
+    certify.add_argument("--overwrite", action="store_true", help="replace an existing sheet and its plan")
+    return parser, {"evaluate": evaluate, "certify": certify}
 
 
 # Checked before any data is read or any model loaded.
-EVALUATE_RANGES = {
+RANGES = {
     "target_precisions": OptionRange(0, 1, low_included=False),
+    "target_precision": OptionRange(0, 1, low_included=False, high_included=False),
     "delta": OptionRange(0, 1, low_included=False, high_included=False),
     "batch_size": OptionRange(1),
     "rerank_depth": OptionRange(1),
+    "budget": OptionRange(1),
+    "max_rounds": OptionRange(1),
+    "max_coverage": OptionRange(0, 1, low_included=False),
 }
+
+
+def _accept_models(args: argparse.Namespace) -> tuple[object, object]:
+    """The verifier (``--verifier``, or ``MODEL/verifier`` when the recipe saved one there; loaded first, before any
+    data is read) and the ALC pair head saved with the model, each None when there is none."""
+    from alc_hf.losses.pair_head import saved_pair_head
+    from alc_hf.models import resolve_model_path
+    from alc_hf.verifier import load_verifier
+
+    verifier_path = args.verifier or (
+        Path(args.model) / "verifier" if (Path(args.model) / "verifier").is_dir() else None
+    )
+    verifier = None if verifier_path is None else load_verifier(verifier_path, device=args.device)
+    return verifier, saved_pair_head(resolve_model_path(args.model))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -95,19 +151,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.outputs import write_reports
     from alc_hf.evaluation.report import accept_score_caveats, accept_score_table
-    from alc_hf.losses.pair_head import saved_pair_head
-    from alc_hf.models import load_encoder, resolve_model_path
-    from alc_hf.verifier import load_verifier
+    from alc_hf.models import load_encoder
 
-    check_ranges(vars(args), EVALUATE_RANGES)
-    # The verifier is checked before any data is read or the bi-encoder loaded.
-    verifier_path = args.verifier or (
-        Path(args.model) / "verifier" if (Path(args.model) / "verifier").is_dir() else None
-    )
-    verifier = None if verifier_path is None else load_verifier(verifier_path, device=args.device)
+    check_ranges(vars(args), RANGES)
+    verifier, pair_head = _accept_models(args)
     options = {name: getattr(args, name) for name in DATA_OPTION_HELP}
     calibration, test = load_evaluation_views(args.data_dir, args.data, args.view, seed=args.seed, **options)
-    pair_head = saved_pair_head(resolve_model_path(args.model))
     evaluator = CoverageEvaluator(
         calibration,
         test,
@@ -134,6 +183,131 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"\nWrote {', '.join(str(path) for path in written)}")
 
 
+def _certify(args: argparse.Namespace) -> None:
+    check_ranges(vars(args), RANGES)
+    if args.labels is not None:
+        extra = [f"--{name}" for name in ("split", "budget") if getattr(args, name) is not None]
+        if args.model is not None or extra:
+            raise ValueError(f"--labels certifies from a sheet and its plan alone: drop {' '.join(extra) or 'MODEL'}")
+        _certify_from_labels(args.labels)
+    else:
+        missing = [f"--{name}" for name in ("split", "budget") if getattr(args, name) is None]
+        if missing:
+            raise ValueError(f"certify needs {' and '.join(missing)} to write a sheet (or --labels SHEET to read one)")
+        _write_certification_sheet(args)
+
+
+def _write_certification_sheet(args: argparse.Namespace) -> None:
+    from alc_hf.data.views import load_evaluation_view, load_evaluation_views
+    from alc_hf.evaluation import CoverageEvaluator
+    from alc_hf.evaluation.certify import plan_certification, plan_path, write_sheet
+    from alc_hf.models import load_encoder
+
+    model_name = args.model or DEFAULT_MODEL
+    args.model = model_name
+    sheet, plan_file = args.sheet, plan_path(args.sheet)
+    existing = [str(path) for path in (sheet, plan_file) if path.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(
+            f"{' and '.join(existing)} already exist (a person's labels may be in the sheet): pass --overwrite to "
+            "replace them, or choose another --sheet"
+        )
+    verifier, pair_head = _accept_models(args)
+    options = {name: getattr(args, name) for name in DATA_OPTION_HELP}
+    traffic = load_evaluation_view(args.data_dir, args.data, args.split, args.view, seed=args.seed, **options)
+    # Only the combined score is fitted on a calibration split; the other scores rank the traffic on their own.
+    calibration = traffic
+    if args.accept_score == "combined":
+        calibration = load_evaluation_views(args.data_dir, args.data, args.view, seed=args.seed, **options)[0]
+    evaluator = CoverageEvaluator(
+        calibration,
+        traffic,
+        precision_at_k=(1,),
+        batch_size=args.batch_size,
+        show_progress_bar=True,
+        pair_head=pair_head,
+        verifier=verifier,
+        rerank_depth=args.rerank_depth,
+        accept_scores=(args.accept_score,),
+    )
+    top = evaluator.compute_predictions(load_encoder(model_name, device=args.device))[args.accept_score][1]
+    ids = top.ids[:, 0]
+    plan = plan_certification(
+        top.scores[:, 0],
+        traffic.queries,
+        [traffic.corpus[i] if i >= 0 else "" for i in ids],
+        model=model_name,
+        traffic=f"{args.data}{' ' + args.data_dir if args.data_dir else ''} [{args.split}]",
+        accept_score=args.accept_score,
+        target_precision=args.target_precision,
+        delta=args.delta,
+        budget=args.budget,
+        max_rounds=args.max_rounds,
+        max_coverage=args.max_coverage,
+        seed=args.draw_seed,
+    )
+    plan.save(plan_file)
+    write_sheet(plan, sheet, 1, [])
+    rows = len(plan.rows(1))
+    print(
+        f"\nWrote {sheet} ({rows} top-1 predictions of {len(plan.scores)} traffic queries, drawn at random from the "
+        f"{len(plan.order)} scoring at least {plan.region_threshold:.4f}) and its plan {plan_file}.\n"
+        f"Fill in its 'correct' column, 1 when the top-1 label is right and 0 when it is wrong, for every row, "
+        f"then run: alc-hf certify --labels {sheet}"
+    )
+
+
+def _certify_from_labels(sheet: Path) -> None:
+    from alc_hf.evaluation.certify import certification_card_section, certify_sheet, replace_card_section, write_sheet
+    from alc_hf.evaluation.report import write_atomically
+
+    plan, labels, certification = certify_sheet(sheet)
+    confidence = f"{1 - plan.delta:.0%}"
+    if certification.certified:
+        print(
+            f"Certified: accept the top-1 when its {plan.accept_score} score is at least {certification.threshold:.6f}."
+            f"\nOn {plan.traffic}, its precision is at least {plan.target_precision:g} with probability {confidence} "
+            f"(lower bound {certification.precision_lower_bound:.3f}); it accepts {certification.num_accepted} of "
+            f"the {certification.num_predictions} queries (coverage {certification.coverage:.3f}).\n"
+            f"Labels used: {certification.num_labelled} in {labels.rounds} round(s), "
+            f"{certification.num_labelled_accepted} of them above the threshold, "
+            f"{certification.labelled_precision:.3f} correct."
+        )
+    else:
+        print(
+            f"No threshold is certified for precision {plan.target_precision:g} at {confidence} from "
+            f"{certification.num_labelled} labels in {labels.rounds} round(s): accept nothing automatically."
+        )
+    written = sheet.with_name(f"{sheet.stem}.certification.json")
+    record = {
+        "model": plan.model,
+        "traffic": plan.traffic,
+        "accept_score": plan.accept_score,
+        "rounds_labelled": labels.rounds,
+        "max_rounds": plan.max_rounds,
+        "round_delta": plan.round_delta,
+        "max_coverage": plan.max_coverage,
+        "certification": certification.to_dict(),
+    }
+    write_atomically(written, json.dumps(record, indent=2, allow_nan=False).encode())
+    print(f"Wrote {written}")
+    card = Path(plan.model) / "README.md"
+    if card.is_file():
+        section = certification_card_section(plan, certification)
+        write_atomically(card, replace_card_section(card.read_text(encoding="utf-8"), section).encode())
+        print(f"Wrote the certified threshold into the model card {card}")
+    waiting = len(labels.rows) > labels.rounds * plan.round_size
+    if certification.next_undecided and labels.rounds < plan.num_rounds_possible:
+        if not waiting:
+            write_sheet(plan, sheet, labels.rounds + 1, labels.rows)
+        print(
+            f"A looser threshold is still undecided: round {labels.rounds + 1}'s {len(plan.rows(labels.rounds + 1))} "
+            f"rows are in {sheet}. Label them and run this again."
+        )
+    elif certification.next_undecided:
+        print("A looser threshold is still undecided, and every planned round is used: more labels need a new plan.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _parser()
     args, unknown = parser.parse_known_args(argv)
@@ -141,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = [option for action in commands[args.command]._actions for option in action.option_strings]
         commands[args.command].error(unknown_arguments(unknown, options))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run_program(functools.partial(_evaluate, args), f"alc-hf {args.command}", debug=args.debug)
+    run = _evaluate if args.command == "evaluate" else _certify
+    return run_program(functools.partial(run, args), f"alc-hf {args.command}", debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -271,3 +271,23 @@ def load_evaluation_views(
     view = view or default_view(data_format, options.get("relevance_column"))
     calibration, test = load_evaluation_splits(source, data_format, seed, catalog_view=view == "corpus", **options)
     return evaluation_view(calibration, candidates=view), evaluation_view(test, candidates=view)
+
+
+def load_evaluation_view(
+    source: Source,
+    data_format: str,
+    split: str,
+    view: str | None = None,
+    *,
+    seed: int = 0,
+    **options: Any,
+) -> EvaluationView:
+    """One named split of a source as an evaluation view (``view`` and the other arguments as for
+    :func:`load_evaluation_views`): e.g. the traffic ``alc-hf certify`` draws its sample from. Its labels, where it
+    has any, are what a person's labels would be: only a benchmark reads them."""
+    check_choice("data format", data_format, DATA_FORMATS)
+    view = view or default_view(data_format, options.get("relevance_column"))
+    _check_source(data_format, source, options)
+    if data_format in ("wdc", "tables") and view == "corpus":
+        return evaluation_view(wdc_catalog_split(source, split, options.get("text_fields") or DEFAULT_TEXT_FIELDS))
+    return evaluation_view(_read(data_format, source, split, seed, options), candidates=view)

@@ -193,40 +193,7 @@ class CoverageEvaluator(BaseEvaluator):
 
     def compute_reports(self, model: Any) -> dict[str, CoverageReport]:
         """Embed both splits and the label corpus, retrieve, and compute every figure for each accept score."""
-        k = max(*self.precision_at_k, *self.coverage_at_k)
-        if self._shared_corpus:
-            embedded = self._encode_corpus(model, [self.calibration, self.test])
-            corpus = {"calibration": embedded, "test": embedded}
-            index = dict.fromkeys(corpus, LabelIndex(embedded, kind=self.index_kind))
-        else:
-            corpus = {"calibration": self._encode_corpus(model, [self.calibration])}
-            corpus["test"] = self._encode_corpus(model, [self.test])
-            index = {role: LabelIndex(embedded, kind=self.index_kind) for role, embedded in corpus.items()}
-        # Each decision's cost is timed once the catalog is embedded (done once, offline). The loop ends on the test
-        # split, so test_seconds keeps the test split's times; the accept scores' times add to retrieval's.
-        test_seconds: dict[str, float] = {}
-        query_embeddings, logits = {}, {}
-        predictions: dict[str, dict[str, SplitPredictions]] = {name: {} for name in ("cosine", *VERIFIER_SCORES)}
-        for role, view in (("calibration", self.calibration), ("test", self.test)):
-            started = time.perf_counter()
-            query_embeddings[role] = self._encode(model.encode_query, view.queries)
-            top = predict_split(view, query_embeddings[role], index[role], k, role)
-            predictions["cosine"][role] = top
-            test_seconds["cosine"] = time.perf_counter() - started
-            if set(self.accept_scores) & set(PAIR_HEAD_SCORES):
-                started = time.perf_counter()
-                logits[role] = pair_head_logits(self.pair_head, query_embeddings[role], corpus[role], top.ids)
-                test_seconds.update(dict.fromkeys(PAIR_HEAD_SCORES, time.perf_counter() - started))
-            for accept_score, depth in (("verifier", 1), ("verifier_rerank", self.rerank_depth)):
-                if accept_score in self.accept_scores:
-                    started = time.perf_counter()
-                    predictions[accept_score][role] = verifier_predictions(
-                        top, view, self.verifier, depth, self.batch_size
-                    )
-                    test_seconds[accept_score] = time.perf_counter() - started
-        routes = {name: (split["calibration"], split["test"]) for name, split in predictions.items() if split}
-        if logits:
-            routes.update(accept_score_predictions(*routes["cosine"], logits["calibration"], logits["test"]))
+        routes, test_seconds = self._predict(model)
         per_query = 1000 / len(self.test.queries)
         reports = {
             accept_score: replace(
@@ -250,6 +217,55 @@ class CoverageEvaluator(BaseEvaluator):
                     "%s (accept score %s): %s", self.description, accept_score, report.score_shift.describe()
                 )
         return reports
+
+    def compute_predictions(self, model: Any) -> dict[str, tuple[SplitPredictions, SplitPredictions]]:
+        """Each accept score's ``(calibration, test)`` predictions, ranked by that score: what the reports are
+        computed from (``alc-hf certify`` draws the predictions a person labels from them)."""
+        return self._predict(model)[0]
+
+    def _predict(self, model: Any) -> tuple[dict[str, tuple[SplitPredictions, SplitPredictions]], dict[str, float]]:
+        """The predictions of every accept score, and the seconds each took on the test split."""
+        k = max(*self.precision_at_k, *self.coverage_at_k)
+        if self._shared_corpus:
+            embedded = self._encode_corpus(model, [self.calibration, self.test])
+            corpus = {"calibration": embedded, "test": embedded}
+            index = dict.fromkeys(corpus, LabelIndex(embedded, kind=self.index_kind))
+        else:
+            corpus = {"calibration": self._encode_corpus(model, [self.calibration])}
+            corpus["test"] = self._encode_corpus(model, [self.test])
+            index = {role: LabelIndex(embedded, kind=self.index_kind) for role, embedded in corpus.items()}
+        # Each decision's cost is timed once the catalog is embedded (done once, offline). The loop ends on the test
+        # split, so test_seconds keeps the test split's times; the accept scores' times add to retrieval's.
+        test_seconds: dict[str, float] = {}
+        query_embeddings, logits = {}, {}
+        predictions: dict[str, dict[str, SplitPredictions]] = {name: {} for name in ("cosine", *VERIFIER_SCORES)}
+        # The same view as both splits (the traffic of alc-hf certify) is predicted once.
+        roles = (("calibration", self.calibration), ("test", self.test))
+        for role, view in roles[1:] if self.calibration is self.test else roles:
+            started = time.perf_counter()
+            query_embeddings[role] = self._encode(model.encode_query, view.queries)
+            top = predict_split(view, query_embeddings[role], index[role], k, role)
+            predictions["cosine"][role] = top
+            test_seconds["cosine"] = time.perf_counter() - started
+            if set(self.accept_scores) & set(PAIR_HEAD_SCORES):
+                started = time.perf_counter()
+                logits[role] = pair_head_logits(self.pair_head, query_embeddings[role], corpus[role], top.ids)
+                test_seconds.update(dict.fromkeys(PAIR_HEAD_SCORES, time.perf_counter() - started))
+            for accept_score, depth in (("verifier", 1), ("verifier_rerank", self.rerank_depth)):
+                if accept_score in self.accept_scores:
+                    started = time.perf_counter()
+                    predictions[accept_score][role] = verifier_predictions(
+                        top, view, self.verifier, depth, self.batch_size
+                    )
+                    test_seconds[accept_score] = time.perf_counter() - started
+        if self.calibration is self.test:
+            for split in [*predictions.values(), logits]:
+                if "test" in split:
+                    split["calibration"] = split["test"]
+        routes = {name: (split["calibration"], split["test"]) for name, split in predictions.items() if split}
+        if logits:
+            routes.update(accept_score_predictions(*routes["cosine"], logits["calibration"], logits["test"]))
+        return routes, test_seconds
 
     def workload(self) -> str:
         """What one evaluation embeds and scores, for a person waiting for it."""

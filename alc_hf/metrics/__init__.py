@@ -1,6 +1,6 @@
 """Coverage and ranking metrics in plain NumPy: P@k, calibrated thresholds, coverage, C@k, the precision–coverage
-curve, OPIS, and the score-shift check of a calibrated threshold. No torch, sentence-transformers or datasets is
-imported (a test checks it in a fresh process).
+curve, OPIS, the score-shift check of a calibrated threshold, and a threshold certified on labelled traffic. No
+torch, sentence-transformers or datasets is imported (a test checks it in a fresh process).
 
 The calibration and coverage functions live in the ``evaluate`` module's folder
 (``alc_hf/evaluation/coverage_metric/calibration.py``), so that folder can be copied to the Hub as it is; they are
@@ -30,11 +30,25 @@ from alc_hf.evaluation.coverage_metric.calibration import (
     threshold_metrics,
     threshold_results,
 )
+from alc_hf.metrics.certify import (
+    Certification,
+    certification_candidates,
+    certify_threshold,
+    draw_order,
+    labelling_region,
+    labels_to_certify,
+)
 from alc_hf.metrics.opis import OPIS_MIN_POSITIVES, OPISResult, opis
 from alc_hf.metrics.ranking import drop_filtered_pairs, precision_at_k, precision_from_relevance, relevance_matrix
 
 __all__ = [
     "CALIBRATION_METHODS",
+    "Certification",
+    "certification_candidates",
+    "certify_threshold",
+    "draw_order",
+    "labelling_region",
+    "labels_to_certify",
     "CoverageAtThreshold",
     "OPIS_MIN_POSITIVES",
     "OPISResult",

@@ -1,0 +1,313 @@
+"""Certifying a threshold on one's own traffic (``alc_hf.metrics.certify``): the guarantee over many draws from
+synthetic traffic whose precision curve is known, fixed-sequence testing against a slow reference, and the bad input
+it refuses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from alc_hf.metrics.certify import (
+    certification_candidates,
+    certify_threshold,
+    draw_order,
+    labelling_region,
+    labels_to_certify,
+)
+
+
+def true_precision_above(scores: np.ndarray, correct: np.ndarray, threshold: float) -> float:
+    accepted = scores >= threshold
+    return float(correct[accepted].mean()) if accepted.any() else math.nan
+
+
+def hypergeometric_pmf(x: int, population: int, good: int, draws: int) -> float:
+    """P(X = x) for X ~ Hypergeom(population, good, draws): ``draws`` drawn without replacement, ``good`` good."""
+    return math.comb(good, x) * math.comb(population - good, draws - x) / math.comb(population, draws)
+
+
+def hypergeometric_tail(successes: int, population: int, good: int, draws: int) -> float:
+    """P(X >= successes), summed term by term."""
+    return sum(hypergeometric_pmf(x, population, good, draws) for x in range(successes, min(good, draws) + 1))
+
+
+def reference_certification(scores, labelled, correct, target, region_threshold, delta):
+    """The procedure written as a loop: candidates strict to loose, stop at the first not certified."""
+    in_region = sorted((s for s in scores if s >= region_threshold and s > -math.inf), reverse=True)
+    needed = min(math.ceil(math.log(delta) / math.log(target) - 1e-9), len(labelled))
+    certified = math.inf
+    for threshold in sorted(set(in_region), reverse=True):
+        accepted = sum(1 for s in in_region if s >= threshold)
+        # A candidate from the first where, with probability 0.95, the draw puts `needed` labels at or above it.
+        enough = sum(
+            hypergeometric_pmf(x, len(in_region), accepted, len(labelled)) for x in range(needed, len(labelled) + 1)
+        )
+        if enough < 0.95 - 1e-12:
+            continue  # grows as the threshold loosens: the candidates start at the first where it is enough
+        above = [c for i, c in zip(labelled, correct, strict=True) if scores[i] >= threshold]
+        largest_below = math.ceil(target * accepted - 1e-9) - 1
+        if hypergeometric_tail(sum(above), accepted, largest_below, len(above)) > delta:
+            break
+        certified = threshold
+    return certified
+
+
+def test_labels_to_certify_matches_the_issue_figures():
+    assert labels_to_certify(0.9, 0.05) == 29 and 0.9**29 <= 0.05 < 0.9**28
+    assert labels_to_certify(0.95, 0.05) == 59
+    with pytest.raises(ValueError, match="a precision of 1 cannot be certified"):
+        labels_to_certify(1.0, 0.05)
+
+
+def test_fixed_sequence_stops_at_the_first_threshold_that_is_not_certified():
+    # Every prediction labelled (the sample is the whole traffic), so a candidate is certified exactly when its
+    # precision reaches the target. Precision from the top: 1, 1, 1, 3/4, 3/5, 3/6, 3/7 (below 0.5) and back up to
+    # 16/20 at the loosest. The sequence must stop at the sixth score, not certify the loosest.
+    scores = np.linspace(1.0, 0.05, 20)
+    correct = np.array([1, 1, 1, 0, 0, 0, 0] + [1] * 13, dtype=bool)
+    region = labelling_region(scores, 1.0)
+    result = certify_threshold(scores, np.arange(20), correct, 0.5, region, delta=0.2)
+    assert result.threshold == scores[5] and result.num_accepted == 6 and result.coverage == 6 / 20
+    assert true_precision_above(scores, correct, scores[19]) >= 0.5, "a looser threshold would have passed"
+    # 3 labels all correct certify 0.5 at 0.2 (0.5 ** 3 <= 0.2), so the candidates start at the third score.
+    assert result.num_candidates == 18 and result.num_certified == 4
+    assert result.precision_lower_bound == 0.5 and result.labelled_precision == 0.5
+    assert result.threshold == reference_certification(scores, range(20), correct, 0.5, region, 0.2)
+    # The seventh, at 3/7 with every label known, is decided: it cannot reach the target.
+    assert not result.next_undecided
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_certification_matches_a_slow_reference_on_partial_samples(seed):
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.uniform(0, 1, 60), 2)  # ties included
+    correct = rng.uniform(0, 1, 60) < scores**0.5
+    region = labelling_region(scores, 0.6)
+    labelled = draw_order(scores, region, seed=seed)[:25]
+    result = certify_threshold(scores, labelled, correct[labelled], 0.7, region, delta=0.1)
+    expected = reference_certification(scores, labelled, correct[labelled], 0.7, region, 0.1)
+    assert result.threshold == expected
+    if result.certified:
+        assert result.num_accepted == int((scores >= result.threshold).sum())
+        assert result.precision_lower_bound >= 0.7
+
+
+def synthetic_traffic(size: int, seed: int, precision_at: callable) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 1, size)
+    return scores, rng.uniform(0, 1, size) < precision_at(scores)
+
+
+@pytest.mark.parametrize(
+    ("name", "precision_at", "max_coverage", "budget"),
+    [
+        # As a trained model's: every top-1 right at the top, precision falling below; the whole traffic is at
+        # 0.7, the target is met on its best 48%.
+        ("falling", lambda s: np.minimum(1, 0.25 + 0.9 * s), 0.5, 100),
+        # Every prediction just below the target: any certification is a mistake, the hardest case for the bound.
+        ("just below everywhere", lambda s: np.full_like(s, 0.88), 1.0, 200),
+    ],
+)
+def test_the_certified_threshold_misses_its_target_in_at_most_delta_of_draws(name, precision_at, max_coverage, budget):
+    target, delta, draws = 0.9, 0.1, 400
+    scores, correct = synthetic_traffic(3000, seed=11, precision_at=precision_at)
+    region = labelling_region(scores, max_coverage)
+    order = np.random.default_rng(0)
+    misses = certified = 0
+    for _ in range(draws):
+        labelled = draw_order(scores, region, seed=int(order.integers(2**31)))[:budget]
+        result = certify_threshold(scores, labelled, correct[labelled], target, region, delta)
+        if result.certified:
+            certified += 1
+            misses += true_precision_above(scores, correct, result.threshold) < target
+    # The guarantee within binomial error (3 standard deviations over the draws).
+    assert misses / draws <= delta + 3 * math.sqrt(delta * (1 - delta) / draws), (name, misses, certified)
+    if name == "falling":
+        assert certified > 0.8 * draws, "the procedure should certify something on most draws"
+
+
+def test_certification_candidates_depend_on_scores_and_label_count_only():
+    scores = np.linspace(1.0, 0.001, 1000)
+    region = labelling_region(scores, 0.5)
+    assert region == scores[499]
+    candidates = certification_candidates(scores, region, 100, 0.9, 0.05)
+    # The first candidate: the top N of the 500-prediction region that 100 labels drawn from it reach 29 or more
+    # times with probability 0.95. 29 labels are expected in the top 145; the first is well below.
+    enough = [sum(hypergeometric_pmf(x, 500, top, 100) for x in range(29, 101)) for top in range(1, 501)]
+    first = next(top for top, chance in enumerate(enough, start=1) if chance >= 0.95)
+    assert 145 < first < 250
+    assert candidates[0] == scores[first - 1] and candidates[-1] == region and np.all(np.diff(candidates) < 0)
+    assert candidates.size == 500 - first + 1
+
+
+@pytest.mark.parametrize(
+    ("labelled", "correct", "message"),
+    [
+        ([0, 0], [1, 1], "labelled twice"),
+        ([0, 900], [1, 1], r"traffic position 900 scores .* below the region's threshold"),
+        ([0, 1], [1, 2], "labels must be booleans or 0/1"),
+        ([0, 1], [1], "2 labelled positions but 1 labels"),
+        ([], [], "no labelled prediction"),
+        ([0, 5000], [1, 1], r"labelled positions must be in \[0, 1000\)"),
+    ],
+)
+def test_bad_labels_are_refused(labelled, correct, message):
+    scores = np.linspace(1.0, 0.001, 1000)
+    with pytest.raises(ValueError, match=message):
+        certify_threshold(scores, labelled, correct, 0.9, labelling_region(scores, 0.5))
+
+
+def test_no_prediction_is_never_accepted_nor_drawn():
+    scores = np.array([0.9, -np.inf, 0.8, -np.inf, 0.7])
+    region = labelling_region(scores, 1.0)
+    assert region == 0.7 and sorted(draw_order(scores, region, seed=3)) == [0, 2, 4]
+    result = certify_threshold(scores, [0, 2, 4], [True, True, True], 0.5, region, delta=0.2)
+    # 3 of 3 correct in a region of 3: exactly known, certified down to 0.7, which covers 3 of the 5 queries.
+    assert result.threshold == 0.7 and result.coverage == 3 / 5 and result.precision_lower_bound == 1.0
+
+
+# ------------------------------------------------------------------------------------- the sheet a person fills in
+
+
+def planned_traffic(tmp_path, budget=40, max_rounds=2, size=400, seed=5):
+    from alc_hf.evaluation.certify import plan_certification, plan_path, write_sheet
+
+    scores, correct = synthetic_traffic(size, seed=seed, precision_at=lambda s: np.minimum(1, 0.25 + 0.9 * s))
+    scores[3] = -np.inf  # a query without a prediction
+    plan = plan_certification(
+        scores,
+        [f"query {i}" for i in range(size)],
+        [f"label {i}" for i in range(size)],
+        model=str(tmp_path / "model"),
+        traffic="synthetic [test]",
+        accept_score="cosine",
+        target_precision=0.8,
+        delta=0.1,
+        budget=budget,
+        max_rounds=max_rounds,
+        max_coverage=0.5,
+        seed=seed,
+    )
+    sheet = tmp_path / "labels.csv"
+    plan.save(plan_path(sheet))
+    write_sheet(plan, sheet, 1, [])
+    return plan, sheet, correct
+
+
+def fill_in(sheet, correct, edit=None):
+    import csv
+
+    with open(sheet, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    for row in rows[1:]:
+        if row[5] == "":
+            row[5] = "1" if correct[int(row[1])] else "0"
+    if edit is not None:
+        edit(rows)
+    with open(sheet, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+
+
+def test_the_sheet_round_trips_and_certifies_as_the_function_does(tmp_path):
+    from alc_hf.evaluation.certify import certify_sheet, read_labels, write_sheet
+
+    plan, sheet, correct = planned_traffic(tmp_path)
+    header, *rows = sheet.read_text().splitlines()
+    assert header == "round,traffic_index,query,top1_label,score,correct" and len(rows) == 40
+    first = rows[0].split(",")
+    assert first[0] == "1" and first[2] == f"query {first[1]}" and first[5] == ""
+    assert [int(row.split(",")[1]) for row in rows] == plan.order[:40]
+
+    def sort_by_score(rows: list[list[str]]) -> None:  # as a person might, before labelling
+        rows[1:] = sorted(rows[1:], key=lambda row: row[4])
+
+    fill_in(sheet, correct, edit=sort_by_score)
+    assert [int(row.split(",")[1]) for row in sheet.read_text().splitlines()[1:]] != plan.order[:40]
+    _, labels, certification = certify_sheet(sheet)
+    assert labels.rounds == 1 and sorted(labels.positions) == sorted(plan.order[:40])
+    expected = certify_threshold(
+        plan.traffic_scores, plan.order[:40], correct[plan.order[:40]], 0.8, plan.region_threshold, delta=0.05
+    )
+    assert certification == expected, "round 1 of 2 is certified at delta / 2"
+    # A second round: the next 40 of the same random order; both rounds certify together.
+    write_sheet(plan, sheet, 2, labels.rows)
+    assert read_labels(sheet, plan).rounds == 1, "an unlabelled round does not count"
+    fill_in(sheet, correct)
+    _, labels, certification = certify_sheet(sheet)
+    assert labels.rounds == 2
+    assert certification == certify_threshold(
+        plan.traffic_scores, plan.order[:80], correct[plan.order[:80]], 0.8, plan.region_threshold, delta=0.05
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda rows: rows[5].__setitem__(5, ""), r"labels\.csv: round 1 is partly labelled \(empty 'correct' on "),
+        (lambda rows: rows[7].__setitem__(5, "maybe"), r"labels\.csv:8: correct 'maybe', expected 1 \(the top-1"),
+        (lambda rows: rows[2].__setitem__(4, "0.999999"), r"labels\.csv:3: traffic_index \d+ has round 1 and score "),
+        (lambda rows: rows[2].__setitem__(1, "999999"), r"labels\.csv:3: traffic_index '999999' is not a row of the"),
+        (lambda rows: rows.append(list(rows[4])), r"labels\.csv:42: traffic_index \d+ is already on line 5"),
+        (lambda rows: rows.__delitem__(9), r"round 1 is partly labelled \(1 of its rows are missing\)"),
+        (lambda rows: [row.__setitem__(5, "") for row in rows[1:]], r"no round is labelled yet"),
+        (lambda rows: rows[0].__setitem__(5, "label"), r"labels\.csv:1: missing column\(s\) correct"),
+    ],
+)
+def test_a_sheet_filled_in_wrongly_is_a_located_error(tmp_path, edit, message):
+    from alc_hf.data.formats import DataFormatError
+    from alc_hf.evaluation.certify import certify_sheet
+
+    _, sheet, correct = planned_traffic(tmp_path)
+    fill_in(sheet, correct, edit=edit)
+    with pytest.raises(DataFormatError, match=message):
+        certify_sheet(sheet)
+    assert not list(tmp_path.glob("*.certification.json"))
+
+
+def test_alc_hf_certify_writes_a_sheet_then_certifies_from_its_labels(tiny_encoder_dir, tmp_path, capsys):
+    import json
+    import shutil
+
+    from alc_hf.cli import main as cli_main
+    from alc_hf.data import load_evaluation_view
+    from alc_hf.evaluation.certify import CertificationPlan, plan_path
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_encoder_dir, model)
+    (model / "README.md").write_text("# A model\n\n## Training\n\nIts training.\n")
+    sheet = tmp_path / "certification" / "labels.csv"
+    step_1 = [str(model), "--split", "tst", "--budget", "60", "--sheet", str(sheet), "--max_rounds", "2"]
+    step_1 += ["--target_precision", "0.5", "--max_coverage", "0.5", "--batch_size", "256"]
+    assert cli_main(["certify", *step_1]) == 0
+    assert "Fill in its 'correct' column" in capsys.readouterr().out
+    assert cli_main(["certify", *step_1]) == 2, "a sheet that may hold labels is never overwritten unasked"
+    assert "already exist (a person's labels may be in the sheet): pass --overwrite" in capsys.readouterr().err
+
+    # The ground truth plays the person: a row is right when its top-1 label is a relevant label of its query.
+    plan = CertificationPlan.load(plan_path(sheet))
+    traffic = load_evaluation_view(None, "catalog", "tst")
+    assert len(plan.scores) == len(traffic.queries) and plan.accept_score == "cosine"
+    top1 = dict(zip(plan.order, plan.top1_labels, strict=True))
+    truth = np.array([top1.get(i) in {traffic.corpus[j] for j in traffic.relevant[i]} for i in range(len(plan.scores))])
+    fill_in(sheet, truth)
+    assert cli_main(["certify", "--labels", str(sheet)]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((sheet.parent / "labels.certification.json").read_text())["certification"]
+    labelled = plan.order[:60]
+    expected = certify_threshold(plan.traffic_scores, labelled, truth[labelled], 0.5, plan.region_threshold, 0.025)
+    assert record == expected.to_dict()
+    card = (model / "README.md").read_text()
+    assert "## Training\n\nIts training.\n" in card and card.count("## Certified threshold") == 1
+    if expected.certified:
+        assert f"at least {expected.threshold:.6f}" in printed and f"**{expected.threshold:.6f}**" in card
+    else:
+        assert "No threshold is certified" in printed and "No threshold could be certified" in card
+    # More labels are asked for only where a looser threshold is undecided.
+    rows = len(sheet.read_text().splitlines()) - 1
+    assert rows == (120 if expected.next_undecided else 60)
+    assert ("round 2's 60 rows are in" in printed) == expected.next_undecided
+
+    assert cli_main(["certify", "--labels", str(sheet), "--budget", "10"]) == 2
+    assert "--labels certifies from a sheet and its plan alone: drop --budget" in capsys.readouterr().err
