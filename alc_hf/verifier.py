@@ -30,9 +30,10 @@ from sentence_transformers.cross_encoder import (
     CrossEncoderTrainer,
     CrossEncoderTrainingArguments,
 )
+from sentence_transformers.cross_encoder.evaluation import CrossEncoderClassificationEvaluator
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from torch import nn
-from transformers import set_seed
+from transformers import EarlyStoppingCallback, set_seed
 
 from alc_hf.data.query_labels import XMCData, check_int, pair_keys
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError, embed_texts, resolve_model_path
@@ -50,6 +51,11 @@ DEFAULT_BATCH_SIZE = 32
 # Two product titles of about 14 tokens each fit with room to spare.
 DEFAULT_MAX_LENGTH = 64
 DEFAULT_NUM_MINED = 3
+# With pairs to select on, the most epochs a verifier trains, and how many without a better F1 on them it waits.
+DEFAULT_MAX_EPOCHS = 10
+DEFAULT_PATIENCE = 2
+SELECTION_METRIC = "eval_selection_f1"
+SELECTION_FILE = "verifier_selection.json"
 # Encoded before any training or loading finishes: a tokenizer that cannot encode this pair cannot verify anything.
 PROBE_PAIR = ("black usb cable 2m", "usb cable black 2 m")
 
@@ -62,6 +68,7 @@ def verifier_pairs(
     batch_size: int = 64,
     show_progress_bar: bool = False,
     max_pairs: int | None = None,
+    both_orders: bool = False,
 ) -> Dataset:
     """The verifier's training pairs: columns ``query``, ``label`` (texts) and ``score`` (1.0 or 0.0).
 
@@ -75,7 +82,8 @@ def verifier_pairs(
     both a positive and a negative (a label listed twice under one text, one copy positive and one not) is kept as
     the positive, and the number of such negatives dropped is logged. Rows are shuffled with ``seed``; the result
     is the same for the same data, bi-encoder and seed. ``max_pairs`` keeps the first pairs of that shuffle (a
-    random subset, for a quick run).
+    random subset, for a quick run). ``both_orders`` then adds each pair once more with its texts swapped (the
+    label as ``query``), right after it: a match is a match whichever record comes first.
 
     Raises:
         ValueError: ``num_mined`` below 0, ``max_pairs`` below 1, or data without any (query, positive) pair.
@@ -105,14 +113,18 @@ def verifier_pairs(
         )
     kept = kept[np.random.default_rng(seed).permutation(kept.size)][:max_pairs]
     logger.info("%s: %d verifier pairs, %d positive", data.source, kept.size, int((scores[kept] == 1.0).sum()))
-    queries = np.asarray(data.queries, dtype=object)
-    labels = np.asarray(data.labels, dtype=object)
+    queries = np.asarray(data.queries, dtype=object)[pairs[kept, 0]]
+    labels = np.asarray(data.labels, dtype=object)[pairs[kept, 1]]
+    scores = scores[kept]
+    if both_orders:
+        queries, labels = np.stack([queries, labels], axis=1).ravel(), np.stack([labels, queries], axis=1).ravel()
+        scores = np.repeat(scores, 2)
     return Dataset(
         pa.table(
             {
-                "query": pa.array(queries[pairs[kept, 0]], type=pa.string()),
-                "label": pa.array(labels[pairs[kept, 1]], type=pa.string()),
-                "score": pa.array(scores[kept], type=pa.float32()),
+                "query": pa.array(queries, type=pa.string()),
+                "label": pa.array(labels, type=pa.string()),
+                "score": pa.array(scores, type=pa.float32()),
             }
         )
     )
@@ -181,6 +193,8 @@ def train_verifier(
     max_length: int = DEFAULT_MAX_LENGTH,
     seed: int = 0,
     resume_from_checkpoint: str | Path | None = None,
+    selection_pairs: Dataset | None = None,
+    patience: int = DEFAULT_PATIENCE,
     **training_args: Any,
 ) -> CrossEncoder:
     """Train a verifier on ``pairs`` (from :func:`verifier_pairs`) and save it to ``output_dir``.
@@ -191,16 +205,27 @@ def train_verifier(
     sum of negative over positive scores, the inverse of the class ratio). ``predict`` of the returned model (and of
     the saved one) gives probabilities (a sigmoid).
 
+    With ``selection_pairs`` (labelled pairs of a validation split, e.g. ``verifier_pairs(valid_data)``), the
+    verifier is chosen on them rather than taken after a fixed number of epochs: after each epoch its pairwise F1
+    there (at its best threshold, sentence-transformers' ``CrossEncoderClassificationEvaluator``) is measured, a
+    checkpoint kept, training stops once ``patience`` epochs in a row bring no better F1 (``epochs`` is then the
+    most it trains), and the best epoch's model is the one returned and saved. The F1 of each epoch and the epoch
+    chosen are logged and written to ``output_dir/verifier_selection.json``.
+
     Further keyword arguments go to ``CrossEncoderTrainingArguments`` (``max_steps``, ``logging_steps``,
-    ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` says otherwise. With
-    checkpoints on, ``resume_from_checkpoint`` (a ``checkpoint-N`` folder of an earlier call with the same pairs and
-    arguments) continues that run where it stopped.
+    ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` or ``selection_pairs``
+    say otherwise. With checkpoints on, ``resume_from_checkpoint`` (a ``checkpoint-N`` folder of an earlier call
+    with the same pairs and arguments) continues that run where it stopped.
 
     Raises:
-        ValueError: bad pairs or ``pos_weight`` (see :func:`resolve_pos_weight`), ``max_length`` below 1, or a model
-            that cannot be a verifier (see :func:`check_verifier`); all before training starts.
+        ValueError: bad pairs, selection pairs or ``pos_weight`` (see :func:`resolve_pos_weight`), ``patience``
+            below 1, ``max_length`` below 1, or a model that cannot be a verifier (see :func:`check_verifier`); all
+            before training starts.
     """
     pos_weight_value = resolve_pos_weight(pairs, pos_weight)
+    selection: dict[str, Any] = {}
+    if selection_pairs is not None:
+        selection = _selection_arguments(selection_pairs, check_int(patience, "patience"), batch_size)
     if not isinstance(model, CrossEncoder):
         model = initial_verifier(model, max_length, seed)
     logger.info("training a verifier on %d pairs, positive-class weight %.3g", len(pairs), pos_weight_value)
@@ -214,7 +239,12 @@ def train_verifier(
         # Every parameter of a cross-encoder takes part in every step, and with transformers' default
         # find_unused_parameters=True DDP fails in sentence-transformers 6.2 ("classifier.bias ... marked as ready
         # twice", seen with two CPU processes).
-        **{"save_strategy": "no", "ddp_find_unused_parameters": False, **training_args},
+        **{
+            "save_strategy": "no",
+            "ddp_find_unused_parameters": False,
+            **selection.pop("arguments", {}),
+            **training_args,
+        },
     )
     trainer = CrossEncoderTrainer(
         model=model,
@@ -223,10 +253,54 @@ def train_verifier(
         # so the label texts travel under another name and the score column is the target.
         train_dataset=pairs.select_columns(list(PAIR_COLUMNS)).rename_column("label", "label_text"),
         loss=BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(pos_weight_value)),
+        **selection,
     )
     trainer.train(resume_from_checkpoint=None if resume_from_checkpoint is None else str(resume_from_checkpoint))
     trainer.save_model(str(output_dir))
+    if selection_pairs is not None:
+        per_epoch = [entry[SELECTION_METRIC] for entry in trainer.state.log_history if SELECTION_METRIC in entry]
+        record = {
+            "metric": "pairwise F1 on the selection pairs at its best threshold",
+            "selection_pairs": len(selection_pairs),
+            "f1_per_epoch": per_epoch,
+            "best_epoch": per_epoch.index(max(per_epoch)) + 1,
+            "patience": patience,
+        }
+        (Path(output_dir) / SELECTION_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        logger.info(
+            "verifier chosen at epoch %d of %d: F1 per epoch %s", record["best_epoch"], len(per_epoch), per_epoch
+        )
     return model
+
+
+def _selection_arguments(selection_pairs: Dataset, patience: int, batch_size: int) -> dict[str, Any]:
+    """What ``CrossEncoderTrainer`` and its arguments need to choose the verifier on ``selection_pairs``: an
+    evaluator named ``selection`` (its F1 is :data:`SELECTION_METRIC`), an evaluation and a checkpoint each epoch,
+    the best one loaded at the end, and early stopping."""
+    resolve_pos_weight(selection_pairs, 1.0)  # the same columns as pairs, both classes present
+    columns = selection_pairs.with_format(None)
+    if any(score not in (0.0, 1.0) for score in columns["score"]):
+        raise ValueError("selection_pairs must score each pair 1 (a match) or 0 (not one): its F1 needs labels")
+    evaluator = CrossEncoderClassificationEvaluator(
+        [list(pair) for pair in zip(columns["query"], columns["label"], strict=True)],
+        [int(score) for score in columns["score"]],
+        name="selection",
+        batch_size=batch_size,
+        write_csv=False,
+    )
+    return {
+        "evaluator": evaluator,
+        "callbacks": [EarlyStoppingCallback(early_stopping_patience=patience)],
+        "arguments": {
+            "eval_strategy": "epoch",
+            "save_strategy": "epoch",
+            "load_best_model_at_end": True,
+            "metric_for_best_model": SELECTION_METRIC,
+            "greater_is_better": True,
+            # The best checkpoint is always kept besides the newest.
+            "save_total_limit": 1,
+        },
+    }
 
 
 def load_verifier(path: str | Path, device: str | None = None) -> CrossEncoder:

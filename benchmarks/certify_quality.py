@@ -176,13 +176,7 @@ def table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    untrained = [seed for seed in args.seeds if not model_dir(args, seed).is_dir()]
-    if untrained:
-        print(f"training the recommended bi-encoder for seeds {untrained} (table_quality.py --keep_models)", flush=True)
-        table_quality.main(
-            ["--dataset", args.dataset, "--arms", MODEL[0], "--batching", MODEL[1], "--keep_models", "--resume"]
-            + ["--seeds", *map(str, untrained), "--output", str(args.bi_encoder_results)]
-        )
+    table_quality.train_missing_models(args.dataset, "_".join(MODEL), args.seeds, args.bi_encoder_results)
     settings = {
         key: value if not isinstance(value, Path) else str(value)
         for key, value in vars(args).items()

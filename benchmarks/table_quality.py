@@ -125,6 +125,7 @@ COLUMNS = (
     ("c@1_p95", "C@1@95 cal."),
     ("c@1_p95_precision", "prec. @95"),
     ("aupc", "AUPC"),
+    ("pairwise_f1", "pair F1"),
 )
 # Settings that change the figures: a run in the JSON is reused by --resume only when they agree.
 RESULT_SETTINGS = (
@@ -167,6 +168,20 @@ def load_views(
         calibration = valid.select_queries(in_first, source="valid half 1")
         test = valid.select_queries(~in_first, source="valid half 2")
     return evaluation_view(calibration, candidates="labelled"), evaluation_view(test, candidates="labelled")
+
+
+def train_missing_models(dataset: str, model: str, seeds: list[int], results: Path) -> None:
+    """Train, with ``--keep_models``, the seeds of ``model`` (``<arm>_<batching>``) whose folder is missing from
+    ``<results stem>_models/``, recording their figures in ``results``: the models the other benchmarks share."""
+    arm, batching = model.rsplit("_", 1)
+    models_dir = results.with_name(results.stem + "_models")
+    untrained = [seed for seed in seeds if not (models_dir / f"{model}_seed{seed}").is_dir()]
+    if untrained:
+        print(f"training the {model} bi-encoders of seeds {untrained} (table_quality.py --keep_models)", flush=True)
+        main(
+            ["--dataset", dataset, "--arms", arm, "--batching", batching, "--keep_models", "--resume"]
+            + ["--seeds", *map(str, untrained), "--output", str(results)]
+        )
 
 
 def truncated_share(model: SentenceTransformer, texts: list[str], max_seq_length: int) -> float:

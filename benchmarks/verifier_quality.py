@@ -46,11 +46,16 @@ from alc_hf.verifier import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
+    DEFAULT_MAX_EPOCHS,
     DEFAULT_MAX_LENGTH,
     DEFAULT_NUM_MINED,
+    DEFAULT_PATIENCE,
     DEFAULT_POS_WEIGHT,
     train_verifier,
     verifier_pairs,
+)
+from alc_hf.verifier import (
+    SELECTION_FILE as VERIFIER_SELECTION_FILE,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +72,9 @@ RESULT_SETTINGS = (
     "max_length",
     "rerank_depth",
     "mine_with",
+    "select_on_valid",
+    "patience",
+    "both_orders",
 )
 
 
@@ -84,7 +92,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--num_mined", type=int, default=DEFAULT_NUM_MINED, help="negatives mined per query")
-    parser.add_argument("--epochs", type=float, default=DEFAULT_EPOCHS)
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        help=f"(default: {DEFAULT_EPOCHS}; the most, with --select_on_valid: {DEFAULT_MAX_EPOCHS})",
+    )
+    parser.add_argument(
+        "--select_on_valid",
+        action="store_true",
+        help="keep the epoch with the best pairwise F1 on valid's labelled pairs, stop after --patience without one",
+    )
+    parser.add_argument("--patience", type=int, default=DEFAULT_PATIENCE)
+    parser.add_argument("--both_orders", action="store_true", help="train on each pair in both orders")
     parser.add_argument("--learning_rate", type=float, default=DEFAULT_LEARNING_RATE)
     parser.add_argument("--pos_weight", default=str(DEFAULT_POS_WEIGHT), help="a number or 'balanced'")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
@@ -103,6 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.models_from = args.bi_encoder_results.with_name(f"{args.bi_encoder_results.stem}_models")
     args.verifiers_dir = args.output.with_name(f"{args.output.stem}_verifiers")
     args.pos_weight = args.pos_weight if args.pos_weight == "balanced" else float(args.pos_weight)
+    args.epochs = args.epochs or (DEFAULT_MAX_EPOCHS if args.select_on_valid else DEFAULT_EPOCHS)
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
     return args
@@ -122,6 +142,9 @@ def settings_of(args: argparse.Namespace) -> dict:
         "max_length": args.max_length,
         "rerank_depth": args.rerank_depth,
         "mine_with": args.mine_with,
+        "select_on_valid": args.select_on_valid,
+        "patience": args.patience if args.select_on_valid else None,
+        "both_orders": args.both_orders,
         "split_for_selection": "test",
     }
 
@@ -150,15 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     resume_from = {seed: unfinished_verifier(args.verifiers_dir / f"seed{seed}", args) for seed in todo}
     bi_encoders = list(dict.fromkeys([args.mine_with, *args.bi_encoders]))
     for name in bi_encoders:
-        arm, batching = name.rsplit("_", 1)
-        untrained = [seed for seed in todo if not (args.models_from / f"{name}_seed{seed}").is_dir()]
-        if untrained:
-            print(f"training the {name} bi-encoders of seeds {untrained} (table_quality.py)", flush=True)
-            table_quality.main(
-                ["--dataset", args.dataset, "--arms", arm, "--batching", batching, "--keep_models", "--resume"]
-                + ["--seeds", *map(str, untrained), "--output", str(args.bi_encoder_results)]
-            )
+        table_quality.train_missing_models(args.dataset, name, todo, args.bi_encoder_results)
     train = read_product_tables(args.data_dir, split="train", text_fields=args.text_fields)
+    selection_pairs = None
+    if args.select_on_valid:
+        selection_pairs = verifier_pairs(
+            read_product_tables(args.data_dir, split="valid", text_fields=args.text_fields)
+        )
     views = table_quality.load_views(args.data_dir, args.text_fields, "test")
     print(
         f"{args.dataset}: seeds {todo} to do; each verifier mined with {args.mine_with}, evaluated behind "
@@ -175,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             SentenceTransformer(str(args.models_from / f"{args.mine_with}_seed{seed}")),
             args.num_mined,
             seed=seed,
+            both_orders=args.both_orders,
         )
+        # Chosen on valid, a verifier keeps a checkpoint each epoch (that --resume continues); else every --save_steps.
+        checkpoints = {} if args.select_on_valid else {"save_strategy": "steps", "save_steps": args.save_steps}
         verifier = train_verifier(
             pairs,
             output_dir=output_dir,
@@ -186,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             max_length=args.max_length,
             seed=seed,
             resume_from_checkpoint=resume_from[seed],
-            save_strategy="steps",
-            save_steps=args.save_steps,
+            selection_pairs=selection_pairs,
+            patience=args.patience,
             save_total_limit=1,
+            **checkpoints,
             logging_steps=100,
             report_to="none",
             disable_tqdm=True,
@@ -200,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": time.perf_counter() - started,
             "resumed_from": None if resume_from[seed] is None else Path(resume_from[seed]).name,
         }
+        if args.select_on_valid:
+            training["selection"] = json.loads((output_dir / VERIFIER_SELECTION_FILE).read_text())
         resumed = "" if resume_from[seed] is None else f" (resumed from {training['resumed_from']})"
         print(
             f"  {training['pairs']} pairs ({training['positive_pairs']} positive), mined and trained in "

@@ -154,6 +154,16 @@ def test_max_pairs_keeps_the_first_pairs_of_the_same_shuffle(tiny_model):
     assert len(verifier_pairs(data, tiny_model, num_mined=2, seed=3, max_pairs=10_000)) == len(every)
 
 
+def test_both_orders_follows_each_pair_with_its_texts_swapped(tiny_model):
+    data = pair_data()
+    one_order = as_rows(verifier_pairs(data, tiny_model, num_mined=2, seed=3, max_pairs=5))
+    both = as_rows(verifier_pairs(data, tiny_model, num_mined=2, seed=3, max_pairs=5, both_orders=True))
+    assert len(both) == 2 * len(one_order)
+    for i, (query, label, score) in enumerate(one_order):
+        assert both[2 * i] == (query, label, score)
+        assert both[2 * i + 1] == (label, query, score)
+
+
 def test_pairs_need_a_positive_and_a_valid_num_mined():
     no_positive = XMCData(queries=["a", "b"], labels=["x", "y"], positives=RaggedIds.from_lists([[], []]), source="s")
     with pytest.raises(ValueError, match=r"s: no \(query, positive\) pair"):
@@ -256,6 +266,51 @@ def test_verifier_trains_on_two_processes(trainable_encoder_dir, tmp_path):
     assert verifier_probabilities(load_verifier(output), pairs["query"], pairs["label"]).shape == (len(pairs),)
 
 
+def best_f1(probabilities: np.ndarray, matches: np.ndarray) -> float:
+    """The most F1 any threshold gives, trying each score as the threshold (a slow reference)."""
+    best = 0.0
+    for threshold in probabilities:
+        predicted = probabilities >= threshold
+        true_positives = int((predicted & matches).sum())
+        if true_positives:
+            precision, recall = true_positives / predicted.sum(), true_positives / matches.sum()
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def test_a_verifier_chosen_on_selection_pairs_is_its_best_epoch(trainable_encoder_dir, tmp_path):
+    pairs = equality_pairs()
+    selection = pairs.select(range(0, len(pairs), 2))
+    output = tmp_path / "verifier"
+    epochs, patience = 6, 1
+    verifier = train_verifier(
+        pairs,
+        trainable_encoder_dir,
+        output,
+        epochs=epochs,
+        learning_rate=3e-3,
+        batch_size=16,
+        max_length=16,
+        selection_pairs=selection,
+        patience=patience,
+        logging_strategy="no",
+        disable_tqdm=True,
+    )
+    record = json.loads((output / "verifier_selection.json").read_text())
+    per_epoch = record["f1_per_epoch"]
+    assert record["selection_pairs"] == len(selection) and 1 <= len(per_epoch) <= epochs
+    # The first epoch with the best F1 (a tie is no improvement), and training stopped only after `patience`
+    # epochs without a better one.
+    assert record["best_epoch"] == per_epoch.index(max(per_epoch)) + 1
+    if len(per_epoch) < epochs:
+        assert len(per_epoch) - record["best_epoch"] >= patience
+    # The model returned, and the one saved, is the best epoch's: its F1 on the selection pairs is the best one.
+    matches = np.asarray(selection["score"]) == 1.0
+    for model in (verifier, load_verifier(output)):
+        probabilities = verifier_probabilities(model, selection["query"], selection["label"])
+        assert best_f1(probabilities, matches) == pytest.approx(max(per_epoch), abs=1e-6)
+
+
 def test_balanced_pos_weight_is_negatives_per_positive():
     pairs = equality_pairs()
     assert resolve_pos_weight(pairs, "balanced") == pytest.approx(12.0)
@@ -278,6 +333,9 @@ def small_pairs(scores: list[float]) -> Dataset:
         (small_pairs([1.0, 0.0]), {"pos_weight": 0}, "pos_weight must be a positive number or 'balanced', got 0"),
         (small_pairs([1.0, 0.0]), {"pos_weight": "auto"}, "pos_weight must be"),
         (small_pairs([1.0, 0.0]), {"max_length": 0}, "max_length must be an integer >= 1"),
+        (small_pairs([1.0, 0.0]), {"selection_pairs": small_pairs([1.0, 0.5])}, "score each pair 1 .* or 0"),
+        (small_pairs([1.0, 0.0]), {"selection_pairs": small_pairs([0.0, 0.0])}, "no positive score"),
+        (small_pairs([1.0, 0.0]), {"selection_pairs": small_pairs([1.0, 0.0]), "patience": 0}, "patience must be"),
     ],
 )
 def test_train_verifier_rejects_bad_input_before_any_work(tiny_encoder_dir, tmp_path, pairs, options, message):

@@ -22,10 +22,17 @@ from alc_hf.evaluation.accept import (
     pair_head_logits,
     verifier_predictions,
 )
-from alc_hf.evaluation.predictions import SplitPredictions, check_view, coverage_report, predict_split
+from alc_hf.evaluation.predictions import (
+    SplitPredictions,
+    check_view,
+    coverage_report,
+    first_places,
+    labelled_pairs,
+    predict_split,
+)
 from alc_hf.evaluation.report import CoverageReport
 from alc_hf.losses import PairHead
-from alc_hf.metrics import CALIBRATION_METHODS, check_target_precision, target_name
+from alc_hf.metrics import CALIBRATION_METHODS, check_target_precision, pairwise_f1, target_name
 from alc_hf.models import embed_texts
 from alc_hf.retrieval import LabelIndex
 
@@ -73,6 +80,10 @@ class CoverageEvaluator(BaseEvaluator):
         accept_scores: which of ``"cosine"``, ``"pair_head"``, ``"combined"``, ``"verifier"``,
             ``"verifier_rerank"`` to report, the primary first (default: cosine, and those the given pair head and
             verifier allow). Each report carries the cost of its decision in milliseconds per test query.
+        pairwise: also score every labelled (query, candidate) pair of both splits and report pairwise precision,
+            recall and F1 on test at the F1-best threshold on calibration (``report.pairwise``, metrics
+            ``pairwise_f1`` ...), as published matchers report them; by default when both views are labelled (block)
+            views. Retrieval then reads every candidate, and the verifier scores every pair once more, untimed.
 
     Example::
 
@@ -104,6 +115,7 @@ class CoverageEvaluator(BaseEvaluator):
         verifier: Any = None,
         rerank_depth: int = 5,
         accept_scores: Sequence[str] | None = None,
+        pairwise: bool | None = None,
     ) -> None:
         super().__init__()
         check_view(calibration, "calibration")
@@ -151,6 +163,10 @@ class CoverageEvaluator(BaseEvaluator):
         self.verifier = verifier
         self.rerank_depth = rerank_depth
         self.accept_scores = accept_scores
+        labelled = calibration.candidates is not None and test.candidates is not None
+        if pairwise and not labelled:
+            raise ValueError("pairwise figures need labelled views (each query with its labelled candidates)")
+        self.pairwise = labelled if pairwise is None else pairwise
         self.primary_metric = f"c@1_{target_name(self.target_precisions[0])}"
         self.last_report: CoverageReport | None = None
         self.last_reports: dict[str, CoverageReport] = {}
@@ -193,12 +209,13 @@ class CoverageEvaluator(BaseEvaluator):
 
     def compute_reports(self, model: Any) -> dict[str, CoverageReport]:
         """Embed both splits and the label corpus, retrieve, and compute every figure for each accept score."""
-        routes, test_seconds = self._predict(model)
+        routes, test_seconds, pairs = self._predict(model)
+        k = max(*self.precision_at_k, *self.coverage_at_k)
         per_query = 1000 / len(self.test.queries)
         reports = {
             accept_score: replace(
                 coverage_report(
-                    *routes[accept_score],
+                    *(first_places(split, k) for split in routes[accept_score]),
                     self.target_precisions,
                     self.precision_at_k,
                     self.coverage_at_k,
@@ -208,6 +225,7 @@ class CoverageEvaluator(BaseEvaluator):
                 ),
                 cost_ms_per_query=per_query
                 * (test_seconds["cosine"] + (test_seconds[accept_score] if accept_score != "cosine" else 0.0)),
+                pairwise=pairwise_f1(*pairs[accept_score][0], *pairs[accept_score][1]) if pairs else None,
             )
             for accept_score in self.accept_scores
         }
@@ -223,9 +241,14 @@ class CoverageEvaluator(BaseEvaluator):
         computed from (``alc-hf certify`` draws the predictions a person labels from them)."""
         return self._predict(model)[0]
 
-    def _predict(self, model: Any) -> tuple[dict[str, tuple[SplitPredictions, SplitPredictions]], dict[str, float]]:
-        """The predictions of every accept score, and the seconds each took on the test split."""
+    def _predict(
+        self, model: Any
+    ) -> tuple[dict[str, tuple[SplitPredictions, SplitPredictions]], dict[str, float], dict[str, tuple]]:
+        """The predictions of every accept score, the seconds each took on the test split, and with ``pairwise``
+        each accept score's ``((scores, labels), (scores, labels))`` of every labelled pair of both splits."""
         k = max(*self.precision_at_k, *self.coverage_at_k)
+        if self.pairwise:  # every candidate is retrieved, so every labelled pair gets each score
+            k = max(k, *(int(view.candidates.lengths().max(initial=1)) for view in (self.calibration, self.test)))
         if self._shared_corpus:
             embedded = self._encode_corpus(model, [self.calibration, self.test])
             corpus = {"calibration": embedded, "test": embedded}
@@ -237,7 +260,7 @@ class CoverageEvaluator(BaseEvaluator):
         # Each decision's cost is timed once the catalog is embedded (done once, offline). The loop ends on the test
         # split, so test_seconds keeps the test split's times; the accept scores' times add to retrieval's.
         test_seconds: dict[str, float] = {}
-        query_embeddings, logits = {}, {}
+        query_embeddings, logits, every_pair = {}, {}, {}
         predictions: dict[str, dict[str, SplitPredictions]] = {name: {} for name in ("cosine", *VERIFIER_SCORES)}
         # The same view as both splits (the traffic of alc-hf certify) is predicted once.
         roles = (("calibration", self.calibration), ("test", self.test))
@@ -258,14 +281,24 @@ class CoverageEvaluator(BaseEvaluator):
                         top, view, self.verifier, depth, self.batch_size
                     )
                     test_seconds[accept_score] = time.perf_counter() - started
+            if self.pairwise and set(self.accept_scores) & set(VERIFIER_SCORES):
+                # Every labelled pair read by the verifier: untimed, the accept decision reads the top only.
+                every_pair[role] = verifier_predictions(top, view, self.verifier, k, self.batch_size)
         if self.calibration is self.test:
-            for split in [*predictions.values(), logits]:
+            for split in [*predictions.values(), logits, every_pair]:
                 if "test" in split:
                     split["calibration"] = split["test"]
         routes = {name: (split["calibration"], split["test"]) for name, split in predictions.items() if split}
         if logits:
             routes.update(accept_score_predictions(*routes["cosine"], logits["calibration"], logits["test"]))
-        return routes, test_seconds
+        pairs = {}
+        if self.pairwise:
+            verified = (every_pair.get("calibration"), every_pair.get("test"))
+            pairs = {
+                name: tuple(labelled_pairs(split) for split in (verified if name in VERIFIER_SCORES else routes[name]))
+                for name in self.accept_scores
+            }
+        return routes, test_seconds, pairs
 
     def workload(self) -> str:
         """What one evaluation embeds and scores, for a person waiting for it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,6 +45,20 @@ class SplitPredictions:
     def summary(self, precision_at_k: Sequence[int]) -> SplitSummary:
         precisions = {k: self.precision_at(k) for k in precision_at_k}
         return SplitSummary(self.name, self.num_queries, self.num_with_match, precisions)
+
+
+def first_places(predictions: SplitPredictions, k: int) -> SplitPredictions:
+    """The predictions' first ``k`` places."""
+    return replace(
+        predictions, ids=predictions.ids[:, :k], scores=predictions.scores[:, :k], correct=predictions.correct[:, :k]
+    )
+
+
+def labelled_pairs(predictions: SplitPredictions) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, labels)`` of every predicted (query, label) pair: in a labelled view that retrieves every
+    candidate, each labelled pair of the split once."""
+    present = predictions.ids >= 0
+    return predictions.scores[present], predictions.correct[present]
 
 
 def check_view(view: EvaluationView, name: str) -> None:

@@ -15,6 +15,7 @@ from alc_hf.metrics import (
     OPIS_MIN_POSITIVES,
     CoverageAtThreshold,
     OPISResult,
+    PairwiseF1,
     ScoreShift,
     ThresholdCalibration,
     ThresholdResult,
@@ -63,6 +64,8 @@ class CoverageReport:
     # What decided acceptance (alc_hf.evaluation.accept.ACCEPT_SCORES), and the model evaluated, when known.
     accept_score: str = "cosine"
     model: str | None = None
+    # Pairwise matching on the labelled pairs (alc_hf.metrics.pairwise_f1), when the evaluator measured it.
+    pairwise: PairwiseF1 | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat figures for logging: P@k on test (and ``calibration_p@1``), C@k at each target, AUPC, OPIS."""
@@ -72,6 +75,9 @@ class CoverageReport:
             metrics.update(threshold_metrics(results, f"c@{k}"))
         metrics["aupc"] = self.aupc
         metrics["opis"] = self.opis.value
+        if self.pairwise is not None:
+            for name in ("precision", "recall", "f1", "threshold"):
+                metrics[f"pairwise_{name}"] = getattr(self.pairwise, name)
         return metrics
 
     def to_dict(self) -> dict:
@@ -108,6 +114,7 @@ class CoverageReport:
                 "threshold_range": [self.opis.threshold_low, self.opis.threshold_high],
             },
             "score_shift": self.score_shift.to_dict(),
+            "pairwise": None if self.pairwise is None else self.pairwise.to_dict(),
             "metrics": {k: finite_or_none(v) for k, v in self.metrics().items()},
             "cost_ms_per_query": self.cost_ms_per_query,
         }
@@ -157,6 +164,13 @@ class CoverageReport:
             f"{'WARNING: ' if self.score_shift.warning else ''}Top-1 score shift, {calibration} -> "
             f"{test}: {self.score_shift.describe()}.",
         ]
+        if self.pairwise is not None:
+            pairs = self.pairwise
+            lines.append(
+                f"Pairwise, the {pairs.num_pairs} labelled {test} pairs ({pairs.num_matches} matches) at the F1-best "
+                f"threshold on {calibration} ({_format(pairs.threshold)}): precision {_format(pairs.precision)}, "
+                f"recall {_format(pairs.recall)}, F1 {_format(pairs.f1)} (oracle F1 {pairs.oracle_f1:.3f})."
+            )
         return "\n".join(lines + [f"NOTE: {caveat}" for caveat in self.caveats()])
 
     def caveats(self) -> list[str]:
@@ -245,12 +259,14 @@ def accept_score_caveats(reports: dict[str, CoverageReport]) -> list[str]:
 
 def accept_score_table(reports: dict[str, CoverageReport]) -> str:
     """The accept scores side by side: coverage at each calibrated threshold, the precision it reaches on test,
-    and AUPC (same retrieval, same calibration split, same test split)."""
+    AUPC and, where measured, pairwise F1 (same retrieval, same calibration split, same test split)."""
     targets = [result.calibrated.target_precision for result in next(iter(reports.values())).coverage[1]]
     header = f"{'accept score':<16}{'P@1':>7}" + "".join(f"{f'C@1@{100 * t:g}':>10}{'precision':>11}" for t in targets)
-    lines = [header + f"{'AUPC':>8}{'ms/query':>10}"]
+    pairwise = any(report.pairwise is not None for report in reports.values())
+    lines = [header + f"{'AUPC':>8}" + (f"{'pair F1':>9}" if pairwise else "") + f"{'ms/query':>10}"]
     for accept_score, report in reports.items():
         cells = "".join(f"{r.test.coverage:>10.3f}{_format(r.test.precision):>11}" for r in report.coverage[1])
+        f1 = "" if not pairwise else f"{'-' if report.pairwise is None else _format(report.pairwise.f1):>9}"
         cost = "-" if report.cost_ms_per_query is None else f"{report.cost_ms_per_query:.2f}"
-        lines.append(f"{accept_score:<16}{report.test.precision_at[1]:>7.3f}{cells}{report.aupc:>8.3f}{cost:>10}")
+        lines.append(f"{accept_score:<16}{report.test.precision_at[1]:>7.3f}{cells}{report.aupc:>8.3f}{f1}{cost:>10}")
     return "\n".join(lines)

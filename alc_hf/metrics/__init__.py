@@ -39,11 +39,13 @@ from alc_hf.metrics.certify import (
     labels_to_certify,
 )
 from alc_hf.metrics.opis import OPIS_MIN_POSITIVES, OPISResult, opis
+from alc_hf.metrics.pairwise import PairwiseF1, best_f1_threshold, pairwise_f1, pairwise_figures
 from alc_hf.metrics.ranking import drop_filtered_pairs, precision_at_k, precision_from_relevance, relevance_matrix
 
 __all__ = [
     "CALIBRATION_METHODS",
     "Certification",
+    "best_f1_threshold",
     "certification_candidates",
     "certify_threshold",
     "draw_order",
@@ -51,6 +53,7 @@ __all__ = [
     "labels_to_certify",
     "CoverageAtThreshold",
     "OPIS_MIN_POSITIVES",
+    "PairwiseF1",
     "OPISResult",
     "PrecisionCoverageCurve",
     "SHIFT_ALPHA",
@@ -69,6 +72,8 @@ __all__ = [
     "drop_filtered_pairs",
     "finite_or_none",
     "opis",
+    "pairwise_f1",
+    "pairwise_figures",
     "precision_at_k",
     "precision_coverage_curve",
     "precision_from_relevance",
