@@ -18,7 +18,7 @@ from pathlib import Path
 
 from alc_hf.command_line import DEBUG_ENVIRONMENT_VARIABLE, OptionRange, check_ranges, run_program, unknown_arguments
 from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
-from alc_hf.evaluation.accept import ACCEPT_SCORES
+from alc_hf.evaluation.accept import ACCEPT_SCORES, FITTED_SCORES
 from alc_hf.metrics import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL
 
@@ -215,9 +215,9 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
     verifier, pair_head = _accept_models(args)
     options = {name: getattr(args, name) for name in DATA_OPTION_HELP}
     traffic = load_evaluation_view(args.data_dir, args.data, args.split, args.view, seed=args.seed, **options)
-    # Only the combined score is fitted on a calibration split; the other scores rank the traffic on their own.
+    # Only the combined scores are fitted on a calibration split; the other scores rank the traffic on their own.
     calibration = traffic
-    if args.accept_score == "combined":
+    if args.accept_score in FITTED_SCORES:
         calibration = load_evaluation_views(args.data_dir, args.data, args.view, seed=args.seed, **options)[0]
     evaluator = CoverageEvaluator(
         calibration,

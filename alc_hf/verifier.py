@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from sentence_transformers.cross_encoder.evaluation import CrossEncoderClassific
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from torch import nn
 from transformers import EarlyStoppingCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from alc_hf.data.query_labels import XMCData, check_int, pair_keys
 from alc_hf.models import DEFAULT_MODEL, ModelLoadError, embed_texts, resolve_model_path
@@ -56,6 +58,8 @@ DEFAULT_MAX_EPOCHS = 10
 DEFAULT_PATIENCE = 2
 SELECTION_METRIC = "eval_selection_f1"
 SELECTION_FILE = "verifier_selection.json"
+# train_verifier warns when more of its pairs than this are cut at max_length.
+TRUNCATION_WARNING_SHARE = 0.01
 # Encoded before any training or loading finishes: a tokenizer that cannot encode this pair cannot verify anything.
 PROBE_PAIR = ("black usb cable 2m", "usb cable black 2 m")
 
@@ -209,8 +213,8 @@ def train_verifier(
     verifier is chosen on them rather than taken after a fixed number of epochs: after each epoch its pairwise F1
     there (at its best threshold, sentence-transformers' ``CrossEncoderClassificationEvaluator``) is measured, a
     checkpoint kept, training stops once ``patience`` epochs in a row bring no better F1 (``epochs`` is then the
-    most it trains), and the best epoch's model is the one returned and saved. The F1 of each epoch and the epoch
-    chosen are logged and written to ``output_dir/verifier_selection.json``.
+    most it trains), and the best epoch's model is the one returned and saved (the checkpoints are then removed).
+    The F1 of each epoch and the epoch chosen are logged and written to ``output_dir/verifier_selection.json``.
 
     Further keyword arguments go to ``CrossEncoderTrainingArguments`` (``max_steps``, ``logging_steps``,
     ``save_strategy``, ``warmup_steps``, ...); checkpoints are off unless ``save_strategy`` or ``selection_pairs``
@@ -229,6 +233,16 @@ def train_verifier(
     if not isinstance(model, CrossEncoder):
         model = initial_verifier(model, max_length, seed)
     logger.info("training a verifier on %d pairs, positive-class weight %.3g", len(pairs), pos_weight_value)
+    truncated = truncated_pair_share(model, pairs)
+    if truncated > TRUNCATION_WARNING_SHARE:
+        # The end of the longer record goes first, and there the model numbers that tell variants apart often are.
+        logger.warning(
+            "%.1f%% of the %d training pairs are longer than max_length %d tokens and are cut: pass a larger "
+            "max_length",
+            100 * truncated,
+            len(pairs),
+            model.max_seq_length,
+        )
 
     args = CrossEncoderTrainingArguments(
         output_dir=str(output_dir),
@@ -258,6 +272,9 @@ def train_verifier(
     trainer.train(resume_from_checkpoint=None if resume_from_checkpoint is None else str(resume_from_checkpoint))
     trainer.save_model(str(output_dir))
     if selection_pairs is not None:
+        # The epochs' checkpoints served the choice (and a resumed run); the chosen model is saved above.
+        for checkpoint in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            shutil.rmtree(checkpoint)
         per_epoch = [entry[SELECTION_METRIC] for entry in trainer.state.log_history if SELECTION_METRIC in entry]
         record = {
             "metric": "pairwise F1 on the selection pairs at its best threshold",
@@ -271,6 +288,18 @@ def train_verifier(
             "verifier chosen at epoch %d of %d: F1 per epoch %s", record["best_epoch"], len(per_epoch), per_epoch
         )
     return model
+
+
+def truncated_pair_share(model: CrossEncoder, pairs: Dataset) -> float:
+    """The share of ``pairs`` (columns ``query``, ``label``) that the verifier cuts: encoded together as it reads
+    them, special tokens included, longer than its ``max_length``."""
+    columns = pairs.with_format(None)
+    if len(columns) == 0:
+        return 0.0
+    # verbose=False: the tokenizer's own warning about long sequences would say, once, what this share measures.
+    encoded = model.tokenizer(list(columns["query"]), list(columns["label"]), add_special_tokens=True, verbose=False)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]])
+    return float(np.mean(lengths > model.max_seq_length))
 
 
 def _selection_arguments(selection_pairs: Dataset, patience: int, batch_size: int) -> dict[str, Any]:

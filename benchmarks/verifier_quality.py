@@ -52,6 +52,7 @@ from alc_hf.verifier import (
     DEFAULT_PATIENCE,
     DEFAULT_POS_WEIGHT,
     train_verifier,
+    truncated_pair_share,
     verifier_pairs,
 )
 from alc_hf.verifier import (
@@ -224,13 +225,15 @@ def main(argv: list[str] | None = None) -> int:
             # When resumed, only this process's share: the mining and the steps after the checkpoint.
             "train_seconds": time.perf_counter() - started,
             "resumed_from": None if resume_from[seed] is None else Path(resume_from[seed]).name,
+            "truncated_share": truncated_pair_share(verifier, pairs),
         }
         if args.select_on_valid:
             training["selection"] = json.loads((output_dir / VERIFIER_SELECTION_FILE).read_text())
         resumed = "" if resume_from[seed] is None else f" (resumed from {training['resumed_from']})"
         print(
-            f"  {training['pairs']} pairs ({training['positive_pairs']} positive), mined and trained in "
-            f"{training['train_seconds'] / 60:.1f} min{resumed}",
+            f"  {training['pairs']} pairs ({training['positive_pairs']} positive, {training['truncated_share']:.1%} "
+            f"cut at max_length {args.max_length}), mined and trained in {training['train_seconds'] / 60:.1f} min"
+            f"{resumed}",
             flush=True,
         )
         for name in args.bi_encoders:

@@ -29,6 +29,7 @@ from alc_hf.data import (
     ClusteredBatchSampler,
     ClusterRefreshCallback,
     UniqueQueryLabelBatchSampler,
+    load_evaluation_splits,
     load_evaluation_views,
     load_query_label_data,
     training_rows,
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if verifier is not None:
         pos_weight = verifier_args.verifier_pos_weight
+        selection_pairs = None
+        if verifier_args.verifier_select_on_calibration:
+            calibration_data = load_evaluation_splits(**data_args.source())[0]
+            selection_pairs = verifier_pairs(calibration_data, model, verifier_args.verifier_num_mined, seed=args.seed)
         verifier = train_verifier(
             verifier_pairs(
                 train_data,
@@ -144,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
             batch_size=verifier_args.verifier_batch_size,
             pos_weight=pos_weight if pos_weight == "balanced" else float(pos_weight),
             seed=args.seed,
+            selection_pairs=selection_pairs,
+            patience=verifier_args.verifier_patience,
             use_cpu=args.use_cpu,
             report_to="none",
             disable_tqdm=args.disable_tqdm,

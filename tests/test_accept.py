@@ -184,8 +184,8 @@ def test_command_loads_the_pair_head_saved_with_the_model(tiny_model, views, tmp
 
 
 def test_verifier_accept_decision_matches_an_independent_loop(tiny_encoder_dir, tmp_path):
-    """A tiny verifier trained offline on pairs mined with the bi-encoder; both verifier routes checked against a
-    loop over the same bi-encoder ranking and the verifier's own logits."""
+    """A tiny verifier trained offline on pairs mined with the bi-encoder; the three verifier routes checked against
+    a loop over the same bi-encoder ranking and the verifier's own logits (and an independent combined fit)."""
     from sentence_transformers import CrossEncoder
 
     from alc_hf.verifier import train_verifier, verifier_pairs
@@ -207,18 +207,19 @@ def test_verifier_accept_decision_matches_an_independent_loop(tiny_encoder_dir, 
         calibration, test, target_precisions=(0.3,), batch_size=256, verifier=verifier, rerank_depth=depth
     )
     metrics = evaluator(bi_encoder)
-    assert list(evaluator.last_reports) == ["cosine", "verifier", "verifier_rerank"]
+    assert list(evaluator.last_reports) == ["cosine", "verifier", "verifier_rerank", "verifier_combined"]
     assert all(report.cost_ms_per_query > 0 for report in evaluator.last_reports.values())
 
     def decisions(view):
         """Per query: the verifier's probability and correctness of the bi-encoder's top-1, and of the best of the
-        top ``depth`` by the verifier; and the share of queries whose ranking has a near-tie among those places."""
+        top ``depth`` by the verifier; the top-1's cosine and verifier logit; and the share of queries whose ranking
+        has a near-tie among those places."""
         queries = bi_encoder.encode(view.queries, convert_to_numpy=True, normalize_embeddings=True)
         corpus = bi_encoder.encode(view.corpus, convert_to_numpy=True, normalize_embeddings=True)
         scores = queries.astype(np.float64) @ corpus.astype(np.float64).T
         ranked = np.argsort(-scores, axis=1, kind="stable")[:, : depth + 1]
         near_tie = np.any(np.abs(np.diff(np.take_along_axis(scores, ranked, axis=1), axis=1)) < 1e-5, axis=1)
-        top1, reranked = [], []
+        top1, reranked, features = [], [], []
         for row, labels in enumerate(ranked[:, :depth].tolist()):
             logits = [
                 float(verifier.predict([(view.queries[row], view.corpus[label])], activation_fn=torch.nn.Identity())[0])
@@ -229,10 +230,11 @@ def test_verifier_accept_decision_matches_an_independent_loop(tiny_encoder_dir, 
             best = int(np.argmax(probabilities))  # the first of equal probabilities: the bi-encoder's order
             top1.append((probabilities[0], labels[0] in relevant))
             reranked.append((probabilities[best], labels[best] in relevant))
-        return np.array(top1), np.array(reranked), float(near_tie.mean())
+            features.append((scores[row, labels[0]], logits[0]))
+        return np.array(top1), np.array(reranked), np.array(features), float(near_tie.mean())
 
-    cal_top1, cal_reranked, cal_tied = decisions(calibration)
-    test_top1, test_reranked, test_tied = decisions(test)
+    cal_top1, cal_reranked, cal_features, cal_tied = decisions(calibration)
+    test_top1, test_reranked, test_features, test_tied = decisions(test)
     assert cal_tied == 0, "a near-tie on the calibration split could move the thresholds themselves"
     for prefix, cal, tst in (("verifier_", cal_top1, test_top1), ("verifier_rerank_", cal_reranked, test_reranked)):
         threshold = calibrate_threshold(cal[:, 0], cal[:, 1].astype(bool), 0.3)
@@ -241,3 +243,15 @@ def test_verifier_accept_decision_matches_an_independent_loop(tiny_encoder_dir, 
         assert metrics[f"{prefix}c@1_p30"] == pytest.approx(expected.coverage, abs=test_tied + 1e-9)
         assert metrics[f"{prefix}p@1"] == pytest.approx(tst[:, 1].mean(), abs=test_tied + 1e-9)
     assert metrics["verifier_p@1"] == metrics["p@1"], "scoring the top-1 alone must not change the ranking"
+    # verifier_combined: a logistic regression on (cosine, verifier logit) of the top-1, fitted on calibration alone.
+    cal_correct, test_correct = cal_top1[:, 1].astype(bool), test_top1[:, 1].astype(bool)
+    fitted = fit_logistic_regression(cal_features, cal_correct)
+    threshold = calibrate_threshold(fitted(cal_features), cal_correct, 0.3)
+    expected = coverage_at_threshold(fitted(test_features), test_correct, threshold.threshold)
+    assert metrics["verifier_combined_c@1_p30_threshold"] == pytest.approx(threshold.threshold, rel=1e-4)
+    assert metrics["verifier_combined_c@1_p30"] == pytest.approx(expected.coverage, abs=test_tied + 1e-9)
+    assert metrics["verifier_combined_p@1"] == metrics["p@1"]
+    assert (
+        evaluator.last_reports["verifier_combined"].cost_ms_per_query
+        > evaluator.last_reports["cosine"].cost_ms_per_query
+    )

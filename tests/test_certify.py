@@ -313,8 +313,8 @@ def test_alc_hf_certify_writes_a_sheet_then_certifies_from_its_labels(tiny_encod
     assert "--labels certifies from a sheet and its plan alone: drop --budget" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("accept_score", ["pair_head", "combined"])
-def test_alc_hf_certify_thresholds_any_accept_score(tiny_model, tmp_path, accept_score):
+@pytest.mark.parametrize("accept_score", ["pair_head", "combined", "verifier_combined"])
+def test_alc_hf_certify_thresholds_any_accept_score(tiny_model, tiny_encoder_dir, tmp_path, accept_score):
     import torch
 
     from alc_hf.cli import main as cli_main
@@ -322,20 +322,29 @@ def test_alc_hf_certify_thresholds_any_accept_score(tiny_model, tmp_path, accept
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.certify import CertificationPlan, plan_path
     from alc_hf.losses import PairHead
+    from alc_hf.verifier import initial_verifier, load_verifier
 
     model_dir = tmp_path / "model"
     tiny_model.save_pretrained(str(model_dir))
     torch.manual_seed(5)
     PairHead(32).save_pretrained(model_dir / "pair_head")
+    # A verifier saved where the recipe saves one, picked up without --verifier: its new head's logits are random.
+    initial_verifier(tiny_encoder_dir, seed=5).save_pretrained(str(model_dir / "verifier"))
     sheet = tmp_path / "labels.csv"
     options = ["--split", "tst", "--budget", "30", "--sheet", str(sheet), "--accept_score", accept_score]
     assert cli_main(["certify", str(model_dir), *options, "--batch_size", "256"]) == 0
     plan = CertificationPlan.load(plan_path(sheet))
-    # The combined score is fitted on the catalog's calibration split (val); the pair head needs none.
+    # The combined scores are fitted on the catalog's calibration split (val); the pair head needs none.
     traffic = load_evaluation_view(None, "catalog", "tst")
-    calibration = load_evaluation_views(None, "catalog")[0] if accept_score == "combined" else traffic
+    calibration = traffic if accept_score == "pair_head" else load_evaluation_views(None, "catalog")[0]
     evaluator = CoverageEvaluator(
-        calibration, traffic, precision_at_k=(1,), batch_size=256, pair_head=model_dir, accept_scores=(accept_score,)
+        calibration,
+        traffic,
+        precision_at_k=(1,),
+        batch_size=256,
+        pair_head=model_dir,
+        verifier=load_verifier(model_dir / "verifier"),
+        accept_scores=(accept_score,),
     )
     expected = evaluator.compute_predictions(tiny_model)[accept_score][1].scores[:, 0]
     # Float32 embeddings (and for combined a regression fitted on them) differ within rounding from run to run.

@@ -61,17 +61,16 @@ def test_no_match_and_bad_input():
         pairwise_figures(np.array([math.nan]), np.array([1]), 0.5)
 
 
-def test_the_evaluator_scores_every_labelled_pair_of_a_block_view():
+def circle_views(rng: np.random.Generator) -> tuple[dict, tuple, tuple]:
+    """Labels on a circle and two block views whose queries sit at random angles, so every pair's cosine is known
+    exactly: the vectors, and per split its view and its labelled pairs as (query, candidate, cosine, match)."""
     from alc_hf.data import EvaluationView, RaggedIds
-    from alc_hf.evaluation import CoverageEvaluator
-    from tests.test_evaluation import FixedEmbeddings, at_angle
+    from tests.test_evaluation import at_angle
 
-    # Labels on a circle; each query at a known angle, so every pair's cosine is known exactly.
     corpus = [f"label {degrees}" for degrees in range(0, 360, 30)]
     vectors = {text: at_angle(30 * i) for i, text in enumerate(corpus)}
-    rng = np.random.default_rng(3)
 
-    def split(prefix: str, size: int) -> tuple[EvaluationView, list[tuple[float, bool]]]:
+    def split(prefix: str, size: int) -> tuple[EvaluationView, list[tuple[int, int, float, bool]]]:
         queries, candidates, relevant, pairs = [], [], [], []
         for q in range(size):
             angle = float(rng.uniform(0, 360))
@@ -81,7 +80,7 @@ def test_the_evaluator_scores_every_labelled_pair_of_a_block_view():
             matches = [c for c in block if rng.uniform() < 0.4]
             candidates.append(block)
             relevant.append(matches)
-            pairs += [(math.cos(math.radians(angle - 30 * c)), c in matches) for c in block]
+            pairs += [(q, c, math.cos(math.radians(angle - 30 * c)), c in matches) for c in block]
         view = EvaluationView(
             queries,
             corpus,
@@ -91,10 +90,17 @@ def test_the_evaluator_scores_every_labelled_pair_of_a_block_view():
         )
         return view, pairs
 
-    (calibration, calibration_pairs), (test, test_pairs) = split("c", 40), split("t", 50)
+    return vectors, split("c", 40), split("t", 50)
+
+
+def test_the_evaluator_scores_every_labelled_pair_of_a_block_view():
+    from alc_hf.evaluation import CoverageEvaluator
+    from tests.test_evaluation import FixedEmbeddings
+
+    vectors, (calibration, calibration_pairs), (test, test_pairs) = circle_views(np.random.default_rng(3))
     report = CoverageEvaluator(calibration, test, precision_at_k=(1,)).compute_report(FixedEmbeddings(vectors))
-    threshold, calibration_f1 = reference_best(*zip(*calibration_pairs, strict=True))
-    expected = reference_figures(*zip(*test_pairs, strict=True), threshold)
+    threshold, calibration_f1 = reference_best([p[2] for p in calibration_pairs], [p[3] for p in calibration_pairs])
+    expected = reference_figures([p[2] for p in test_pairs], [p[3] for p in test_pairs], threshold)
     assert report.pairwise.num_pairs == len(test_pairs) and report.pairwise.threshold == pytest.approx(threshold)
     assert (report.pairwise.precision, report.pairwise.recall, report.pairwise.f1) == pytest.approx(expected)
     assert report.metrics()["pairwise_f1"] == pytest.approx(expected[2])
@@ -102,3 +108,54 @@ def test_the_evaluator_scores_every_labelled_pair_of_a_block_view():
     assert "Pairwise, the" in report.table()
     # Retrieval read every candidate for the pairs; the reports still speak of the first places only.
     assert report.test.precision_at.keys() == {1}
+
+
+class TableVerifier:
+    """A stand-in cross-encoder whose logit for each (query, label) text pair is given."""
+
+    num_labels = 1
+
+    def __init__(self, logits: dict[tuple[str, str], float]) -> None:
+        self.logits = logits
+
+    def predict(self, pairs, **_) -> np.ndarray:
+        return np.array([self.logits[tuple(pair)] for pair in pairs])
+
+
+def test_the_verifier_scores_and_their_combination_with_the_cosine_score_every_labelled_pair():
+    from alc_hf.evaluation import CoverageEvaluator
+    from alc_hf.evaluation.accept import fit_logistic_regression
+    from tests.test_evaluation import FixedEmbeddings
+
+    rng = np.random.default_rng(5)
+    vectors, (calibration, calibration_pairs), (test, test_pairs) = circle_views(rng)
+    logits = {}
+    for view, pairs in ((calibration, calibration_pairs), (test, test_pairs)):
+        for q, c, _, match in pairs:
+            logits[view.queries[q], view.corpus[c]] = 1.5 * match + float(rng.normal())
+    evaluator = CoverageEvaluator(
+        calibration,
+        test,
+        precision_at_k=(1,),
+        verifier=TableVerifier(logits),
+        accept_scores=("cosine", "verifier", "verifier_combined"),
+    )
+    reports = evaluator.compute_reports(FixedEmbeddings(vectors))
+
+    def logit_of(view, pair):
+        return logits[view.queries[pair[0]], view.corpus[pair[1]]]
+
+    # The combination: fitted on the calibration split's top-1 (by cosine) pairs alone, then applied to every pair.
+    top1 = [max((p for p in calibration_pairs if p[0] == q), key=lambda p: p[2]) for q in range(40)]
+    fitted = fit_logistic_regression([[p[2], logit_of(calibration, p)] for p in top1], [p[3] for p in top1])
+    for name, score in (
+        ("verifier", lambda view, pair: 1 / (1 + math.exp(-logit_of(view, pair)))),
+        ("verifier_combined", lambda view, pair: float(fitted(np.array([[pair[2], logit_of(view, pair)]]))[0])),
+    ):
+        threshold, _ = reference_best(
+            [score(calibration, p) for p in calibration_pairs], [p[3] for p in calibration_pairs]
+        )
+        expected = reference_figures([score(test, p) for p in test_pairs], [p[3] for p in test_pairs], threshold)
+        pairwise = reports[name].pairwise
+        assert pairwise.num_pairs == len(test_pairs)
+        assert (pairwise.precision, pairwise.recall, pairwise.f1) == pytest.approx(expected), name

@@ -455,7 +455,8 @@ def test_train_verifier_saves_the_pair_and_compares_accept_scores(tiny_encoder_d
         "--evaluate_before_training", "false",
         "--train_verifier", "true",
         "--verifier_model", str(cross),
-        "--verifier_epochs", "0.2",
+        "--verifier_epochs", "2",
+        "--verifier_select_on_calibration", "true",
         "--verifier_num_mined", "1",
         "--verifier_max_train_samples", "60",
         "--verifier_max_length", "32",
@@ -465,7 +466,11 @@ def test_train_verifier_saves_the_pair_and_compares_accept_scores(tiny_encoder_d
     final = tmp_path / "run" / "final"
     verifier = load_verifier(final / "verifier")
     assert verifier.num_labels == 1
-    for accept_score in ("cosine", "pair_head", "combined", "verifier", "verifier_rerank"):
+    # Chosen on the calibration split's pairs: each epoch's F1 recorded, the checkpoints gone from the model folder.
+    selection = json.loads((final / "verifier" / "verifier_selection.json").read_text())
+    assert len(selection["f1_per_epoch"]) == 2 and selection["selection_pairs"] > 0
+    assert not list((final / "verifier").glob("checkpoint-*"))
+    for accept_score in ("cosine", "pair_head", "combined", "verifier", "verifier_rerank", "verifier_combined"):
         assert re.search(rf"^{accept_score}\s+[\d.]+", printed, re.MULTILINE), accept_score
     assert (tmp_path / "run" / "final" / "coverage_after_verifier_rerank.json").is_file()
     card = (final / "README.md").read_text()

@@ -24,6 +24,7 @@ from alc_hf.verifier import (
     mined_negative_pairs,
     resolve_pos_weight,
     train_verifier,
+    truncated_pair_share,
     verifier_pairs,
     verifier_probabilities,
 )
@@ -297,6 +298,7 @@ def test_a_verifier_chosen_on_selection_pairs_is_its_best_epoch(trainable_encode
         disable_tqdm=True,
     )
     record = json.loads((output / "verifier_selection.json").read_text())
+    assert not list(output.glob("checkpoint-*")), "the chosen model is saved: the epochs' checkpoints are removed"
     per_epoch = record["f1_per_epoch"]
     assert record["selection_pairs"] == len(selection) and 1 <= len(per_epoch) <= epochs
     # The first epoch with the best F1 (a tie is no improvement), and training stopped only after `patience`
@@ -309,6 +311,25 @@ def test_a_verifier_chosen_on_selection_pairs_is_its_best_epoch(trainable_encode
     for model in (verifier, load_verifier(output)):
         probabilities = verifier_probabilities(model, selection["query"], selection["label"])
         assert best_f1(probabilities, matches) == pytest.approx(max(per_epoch), abs=1e-6)
+
+
+def test_truncated_pairs_are_counted_as_the_verifier_encodes_them_and_warned_of(tiny_encoder_dir, tmp_path, caplog):
+    # Every word is one token of the tiny vocabulary: a pair is its words plus [CLS] and two [SEP].
+    pairs = Dataset.from_dict(
+        {
+            "query": ["usb cable", "black white blue red pro", "phone", "red mini usb drive laptop"],
+            "label": ["black usb cable", "max mini usb", "phone case", "pro max phone case"],
+            "score": [1.0, 0.0, 1.0, 0.0],
+        }
+    )
+    lengths = [len(q.split()) + len(label.split()) + 3 for q, label in zip(pairs["query"], pairs["label"], strict=True)]
+    for max_length in (8, 10, 12):
+        expected = sum(length > max_length for length in lengths) / len(lengths)
+        assert truncated_pair_share(initial_verifier(tiny_encoder_dir, max_length), pairs) == expected
+
+    with caplog.at_level(logging.WARNING, logger="alc_hf.verifier"):
+        train_verifier(pairs, tiny_encoder_dir, tmp_path / "out", max_length=10, max_steps=1, disable_tqdm=True)
+    assert "50.0% of the 4 training pairs are longer than max_length 10 tokens" in caplog.text
 
 
 def test_balanced_pos_weight_is_negatives_per_positive():

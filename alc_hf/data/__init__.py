@@ -17,6 +17,7 @@ __getattr__, __all__ = lazy_exports(
             "DATA_FORMATS",
             "EvaluationView",
             "evaluation_view",
+            "load_evaluation_splits",
             "load_evaluation_view",
             "load_evaluation_views",
             "load_query_label_data",

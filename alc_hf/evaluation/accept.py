@@ -9,7 +9,8 @@ the same protocol: a threshold calibrated on the calibration split for the targe
   top-1 predictions only (the test split never informs it).
 * ``verifier``: a cross-encoder's probability for the top-1 pair, read from the two texts together
   (:mod:`alc_hf.verifier`); ``verifier_rerank``: the top-``depth`` re-ranked by that probability, the new top-1
-  accepted by it (P@1 can change).
+  accepted by it (P@1 can change); ``verifier_combined``: a logistic regression on the cosine and the verifier's
+  logit for the top-1, fitted like ``combined`` on the calibration split's top-1 predictions only.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import expit
+from scipy.special import expit, logit
 
 from alc_hf.data.views import EvaluationView
 from alc_hf.evaluation.predictions import SplitPredictions
 from alc_hf.losses import PairHead
 
-ACCEPT_SCORES = ("cosine", "pair_head", "combined", "verifier", "verifier_rerank")
+ACCEPT_SCORES = ("cosine", "pair_head", "combined", "verifier", "verifier_rerank", "verifier_combined")
 PAIR_HEAD_SCORES = ("pair_head", "combined")
-VERIFIER_SCORES = ("verifier", "verifier_rerank")
+VERIFIER_SCORES = ("verifier", "verifier_rerank", "verifier_combined")
+# Scores fitted on the calibration split's labels: they need one besides the traffic they score.
+FITTED_SCORES = ("combined", "verifier_combined")
+# A verifier's float64 probability saturates at 1.0 above a logit of about 37; its logit is read back within this.
+MAX_VERIFIER_LOGIT = 36.0
 
 
 def pair_head_logits(
@@ -88,6 +93,33 @@ def fit_logistic_regression(
     return lambda values: model.predict_proba(np.asarray(values, dtype=np.float64))[:, 1]
 
 
+def fit_combined_score(
+    calibration: SplitPredictions, calibration_logits: np.ndarray
+) -> Callable[[SplitPredictions, np.ndarray], np.ndarray]:
+    """A logistic regression on (cosine, logit) fitted on the calibration split's top-1 predictions (the test split
+    never informs it); returns the function giving ``predictions`` of any split, with their ``logits`` (same shape,
+    NaN where a pair has none), the ``[n, k]`` combined scores: -inf where there is no prediction or no logit."""
+    scored = (calibration.ids[:, 0] >= 0) & ~np.isnan(calibration_logits[:, 0])
+    if not scored.any():
+        raise ValueError("the calibration split has no scored top-1 prediction to fit the combined accept score on")
+
+    def features(predictions: SplitPredictions, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        present = (predictions.ids >= 0) & ~np.isnan(logits)
+        # Places without a score get placeholder features, and -inf as their combined score.
+        values = np.stack([np.where(present, predictions.scores, 0.0), np.where(present, logits, 0.0)], axis=-1)
+        return values, present
+
+    values, _ = features(calibration, calibration_logits)
+    regression = fit_logistic_regression(values[scored, 0], calibration.correct[scored, 0])
+
+    def combined(predictions: SplitPredictions, logits: np.ndarray) -> np.ndarray:
+        values, present = features(predictions, logits)
+        scores = regression(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
+        return np.where(present, scores, -np.inf)
+
+    return combined
+
+
 def accept_score_predictions(
     calibration: SplitPredictions,
     test: SplitPredictions,
@@ -96,37 +128,37 @@ def accept_score_predictions(
 ) -> dict[str, tuple[SplitPredictions, SplitPredictions]]:
     """``{name: (calibration, test)}`` predictions accepted by the ``pair_head`` and ``combined`` scores, from the
     head's logits of every predicted pair (:func:`pair_head_logits`)."""
-    scored = calibration.ids[:, 0] >= 0
-    if not scored.any():
-        raise ValueError("the calibration split has no top-1 prediction to fit the combined accept score on")
-
-    def features(predictions: SplitPredictions, logits: np.ndarray) -> np.ndarray:
-        # Places without a prediction get placeholder features; with_scores gives them -inf.
-        present = predictions.ids >= 0
-        return np.stack([np.where(present, predictions.scores, 0.0), np.where(present, logits, 0.0)], axis=-1)
-
-    combined = fit_logistic_regression(
-        features(calibration, calibration_logits)[scored, 0], calibration.correct[scored, 0]
-    )
+    combined = fit_combined_score(calibration, calibration_logits)
 
     def accepted(predictions: SplitPredictions, logits: np.ndarray) -> dict[str, SplitPredictions]:
-        values = features(predictions, logits)
-        combined_scores = combined(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
         return {
             "pair_head": with_scores(predictions, expit(logits)),
-            "combined": with_scores(predictions, combined_scores),
+            "combined": with_scores(predictions, combined(predictions, logits)),
         }
 
     on_calibration, on_test = accepted(calibration, calibration_logits), accepted(test, test_logits)
     return {name: (on_calibration[name], on_test[name]) for name in PAIR_HEAD_SCORES}
 
 
+def verifier_logits(predictions: SplitPredictions) -> np.ndarray:
+    """``[n, k]`` the verifier's logits read back from predictions it scored (:func:`verifier_predictions`), within
+    +-:data:`MAX_VERIFIER_LOGIT`; NaN where it scored nothing."""
+    scored = np.isfinite(predictions.scores)
+    probabilities = np.where(scored, predictions.scores, 0.5)
+    return np.where(scored, np.clip(logit(probabilities), -MAX_VERIFIER_LOGIT, MAX_VERIFIER_LOGIT), np.nan)
+
+
 def verifier_predictions(
-    predictions: SplitPredictions, view: EvaluationView, verifier: Any, depth: int, batch_size: int = 64
+    predictions: SplitPredictions,
+    view: EvaluationView,
+    verifier: Any,
+    depth: int,
+    batch_size: int = 64,
+    rerank: bool = True,
 ) -> SplitPredictions:
-    """The predictions accepted by the verifier's probability: with ``depth`` 1 the top-1 is scored and the ranking
-    kept; with a larger ``depth`` the top-``depth`` are scored and re-ranked by it (stably, so equal probabilities
-    keep the bi-encoder's order). Places beyond ``depth`` keep their labels with score -inf (never accepted)."""
+    """The predictions accepted by the verifier's probability: the top-``depth`` are scored and, with ``rerank``,
+    re-ranked by it (stably, so equal probabilities keep the bi-encoder's order); with ``depth`` 1 or without
+    ``rerank`` the ranking is kept. Places beyond ``depth`` keep their labels with score -inf (never accepted)."""
     from alc_hf.verifier import verifier_probabilities
 
     depth = min(depth, predictions.ids.shape[1])
@@ -140,6 +172,8 @@ def verifier_predictions(
     )
     scores = np.full(ids.shape, -np.inf)
     scores[rows, columns] = probabilities
+    if not rerank:
+        return replace(predictions, scores=scores)
     order = np.argsort(-scores[:, :depth], axis=1, kind="stable")
     for array in (ids, correct, scores):
         array[:, :depth] = np.take_along_axis(array[:, :depth], order, axis=1)

@@ -19,8 +19,11 @@ from alc_hf.evaluation.accept import (
     PAIR_HEAD_SCORES,
     VERIFIER_SCORES,
     accept_score_predictions,
+    fit_combined_score,
     pair_head_logits,
+    verifier_logits,
     verifier_predictions,
+    with_scores,
 )
 from alc_hf.evaluation.predictions import (
     SplitPredictions,
@@ -54,11 +57,12 @@ class CoverageEvaluator(BaseEvaluator):
 
     With an ALC ``pair_head``, the same predictions are also accepted by the head's probability (``pair_head``) and
     by a logistic regression on the cosine and the head's logit fitted on the calibration split (``combined``); with
-    a cross-encoder ``verifier``, by its probability for the top-1 (``verifier``) or after it re-ranks the top
-    ``rerank_depth`` (``verifier_rerank``): all with the same protocol (:mod:`alc_hf.evaluation.accept`). The
-    first of ``accept_scores`` gives the unprefixed metrics and the primary metric; the others are logged with their
-    name as a prefix (``pair_head_c@1_p90``, after the evaluator's ``name``), and the model card shows them in one
-    table beside the primary figures.
+    a cross-encoder ``verifier``, by its probability for the top-1 (``verifier``), after it re-ranks the top
+    ``rerank_depth`` (``verifier_rerank``), or by a logistic regression on the cosine and the verifier's logit for
+    the top-1 fitted on the calibration split (``verifier_combined``): all with the same protocol
+    (:mod:`alc_hf.evaluation.accept`). The first of ``accept_scores`` gives the unprefixed metrics and the primary
+    metric; the others are logged with their name as a prefix (``pair_head_c@1_p90``, after the evaluator's
+    ``name``), and the model card shows them in one table beside the primary figures.
 
     Args:
         calibration: the split the threshold is chosen on (e.g. ``evaluation_view(builtin_catalog(split="val"))``).
@@ -78,8 +82,9 @@ class CoverageEvaluator(BaseEvaluator):
             None.
         rerank_depth: how many of the bi-encoder's top predictions ``verifier_rerank`` re-ranks.
         accept_scores: which of ``"cosine"``, ``"pair_head"``, ``"combined"``, ``"verifier"``,
-            ``"verifier_rerank"`` to report, the primary first (default: cosine, and those the given pair head and
-            verifier allow). Each report carries the cost of its decision in milliseconds per test query.
+            ``"verifier_rerank"``, ``"verifier_combined"`` to report, the primary first (default: cosine, and those
+            the given pair head and verifier allow). Each report carries the cost of its decision in milliseconds per
+            test query.
         pairwise: also score every labelled (query, candidate) pair of both splits and report pairwise precision,
             recall and F1 on test at the F1-best threshold on calibration (``report.pairwise``, metrics
             ``pairwise_f1`` ...), as published matchers report them; by default when both views are labelled (block)
@@ -274,16 +279,22 @@ class CoverageEvaluator(BaseEvaluator):
                 started = time.perf_counter()
                 logits[role] = pair_head_logits(self.pair_head, query_embeddings[role], corpus[role], top.ids)
                 test_seconds.update(dict.fromkeys(PAIR_HEAD_SCORES, time.perf_counter() - started))
-            for accept_score, depth in (("verifier", 1), ("verifier_rerank", self.rerank_depth)):
-                if accept_score in self.accept_scores:
+            # verifier_combined reads the verifier's top-1 probability: the same work, the same cost.
+            verified_top = {"verifier", "verifier_combined"} & set(self.accept_scores)
+            for accept_score, depth, needed in (
+                ("verifier", 1, verified_top),
+                ("verifier_rerank", self.rerank_depth, {"verifier_rerank"} & set(self.accept_scores)),
+            ):
+                if needed:
                     started = time.perf_counter()
                     predictions[accept_score][role] = verifier_predictions(
                         top, view, self.verifier, depth, self.batch_size
                     )
-                    test_seconds[accept_score] = time.perf_counter() - started
+                    test_seconds.update(dict.fromkeys(needed, time.perf_counter() - started))
             if self.pairwise and set(self.accept_scores) & set(VERIFIER_SCORES):
-                # Every labelled pair read by the verifier: untimed, the accept decision reads the top only.
-                every_pair[role] = verifier_predictions(top, view, self.verifier, k, self.batch_size)
+                # Every labelled pair read by the verifier, in the cosine's order: untimed, the accept decision reads
+                # the top only.
+                every_pair[role] = verifier_predictions(top, view, self.verifier, k, self.batch_size, rerank=False)
         if self.calibration is self.test:
             for split in [*predictions.values(), logits, every_pair]:
                 if "test" in split:
@@ -291,13 +302,26 @@ class CoverageEvaluator(BaseEvaluator):
         routes = {name: (split["calibration"], split["test"]) for name, split in predictions.items() if split}
         if logits:
             routes.update(accept_score_predictions(*routes["cosine"], logits["calibration"], logits["test"]))
+        if "verifier_combined" in self.accept_scores:
+            combined = fit_combined_score(routes["cosine"][0], verifier_logits(routes["verifier"][0]))
+
+            def combined_with_verifier(verified: tuple[SplitPredictions, SplitPredictions]) -> tuple:
+                """Both splits' cosine predictions accepted by the score combined with the verifier's logits."""
+                return tuple(
+                    with_scores(top, combined(top, verifier_logits(scored)))
+                    for top, scored in zip(routes["cosine"], verified, strict=True)
+                )
+
+            routes["verifier_combined"] = combined_with_verifier(routes["verifier"])
         pairs = {}
         if self.pairwise:
-            verified = (every_pair.get("calibration"), every_pair.get("test"))
-            pairs = {
-                name: tuple(labelled_pairs(split) for split in (verified if name in VERIFIER_SCORES else routes[name]))
-                for name in self.accept_scores
-            }
+            for name in self.accept_scores:
+                splits = routes[name]
+                if name in VERIFIER_SCORES:
+                    splits = (every_pair["calibration"], every_pair["test"])
+                if name == "verifier_combined":
+                    splits = combined_with_verifier(splits)
+                pairs[name] = tuple(labelled_pairs(split) for split in splits)
         return routes, test_seconds, pairs
 
     def workload(self) -> str:

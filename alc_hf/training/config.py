@@ -30,6 +30,7 @@ from alc_hf.verifier import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_MAX_LENGTH,
     DEFAULT_NUM_MINED,
+    DEFAULT_PATIENCE,
     DEFAULT_POS_WEIGHT,
 )
 
@@ -77,6 +78,7 @@ OPTION_RANGES: dict[str, OptionRange] = {
     "verifier_learning_rate": _POSITIVE,
     "verifier_batch_size": _AT_LEAST_1,
     "verifier_max_length": _AT_LEAST_1,
+    "verifier_patience": _AT_LEAST_1,
     "rerank_depth": _AT_LEAST_1,
 }
 
@@ -195,7 +197,18 @@ class VerifierArguments:
     verifier_max_train_samples: int | None = field(
         default=None, metadata={"help": "Train the verifier on a random subset of N pairs (a quick run)."}
     )
-    verifier_epochs: float = field(default=DEFAULT_EPOCHS)
+    verifier_epochs: float = field(
+        default=DEFAULT_EPOCHS, metadata={"help": "Epochs; with --verifier_select_on_calibration, the most."}
+    )
+    verifier_select_on_calibration: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the verifier's epoch with the best pairwise F1 on the calibration split's pairs (its "
+            "positives, labelled negatives and negatives mined as for training), stop after --verifier_patience "
+            "epochs without a better one."
+        },
+    )
+    verifier_patience: int = field(default=DEFAULT_PATIENCE)
     verifier_learning_rate: float = field(default=DEFAULT_LEARNING_RATE)
     verifier_pos_weight: str = field(
         default=str(DEFAULT_POS_WEIGHT), metadata={"help": "Weight of the positive class: a number or 'balanced'."}

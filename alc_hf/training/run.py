@@ -100,9 +100,9 @@ def accept_decision_section(reports: dict[str, CoverageReport], model_dir: Path)
         "for the target precision and applied to the test split (`cosine`: the retrieval score; `pair_head`: the "
         "head's probability; `combined`: a logistic regression on both, fitted on the calibration split; "
         "`verifier`: the cross-encoder's probability for the top-1; `verifier_rerank`: its top-1 after it re-ranks "
-        "the top candidates). ms/query is the cost of the decision on the machine that trained it.\n\n```\n"
-        + accept_score_table(reports)
-        + "\n```\n"
+        "the top candidates; `verifier_combined`: a logistic regression on the cosine and the cross-encoder's "
+        "logit, fitted on the calibration split). ms/query is the cost of the decision on the machine that trained "
+        "it.\n\n```\n" + accept_score_table(reports) + "\n```\n"
     )
 
 
