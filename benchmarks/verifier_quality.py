@@ -7,13 +7,15 @@ The bi-encoders come from ``table_quality.py --keep_models`` (same data, budget 
 missing from ``outputs/verifier_quality/<dataset>_bi_encoders_models/`` are trained first, with their own table in
 ``<dataset>_bi_encoders.json``.
 
-For each seed, one cross-encoder verifier is trained from all-MiniLM-L6-v2 (a new classification head) on the train
-split's positives, its labelled negatives and ``--num_mined`` negatives per query mined with the ``--mine_with``
-bi-encoder of that seed (``alc_hf.verifier``; by default the recommended configuration). Every bi-encoder of
-``--bi_encoders`` trained by ``table_quality.py --keep_models`` (same data, budget and seeds) is then evaluated with
-that verifier behind it, in the block view, thresholds calibrated on valid and applied to test, by every accept score
-the pair allows: ``cosine``; the ALC pair head and the combined score when the bi-encoder has one; ``verifier`` (its
-probability for the top-1) and ``verifier_rerank`` (its top-1 after it re-ranks the top ``--rerank_depth``). Each
+For each seed, one cross-encoder verifier is trained from all-MiniLM-L6-v2 (a new classification head; with
+``--start_from mine_with``, from that seed's mining bi-encoder) on the train split's positives, its labelled
+negatives and ``--num_mined`` negatives per query mined with the ``--mine_with`` bi-encoder of that seed
+(``alc_hf.verifier``; by default the recommended configuration). Every bi-encoder of ``--bi_encoders`` trained by
+``table_quality.py --keep_models`` (same data, budget and seeds) is then evaluated with that verifier behind it, in
+the block view, thresholds calibrated on valid and applied to test, by every accept score the pair allows:
+``cosine``; the ALC pair head and the combined score when the bi-encoder has one; ``verifier`` (its probability for
+the top-1), ``verifier_rerank`` (its top-1 after it re-ranks the top ``--rerank_depth``) and ``verifier_combined``
+(a regression on the cosine and its logit, fitted on valid). Each
 figure comes with the precision the threshold really reaches on test and the decision's cost in ms per query,
 measured in the same run. The JSON is rewritten after each seed; ``--resume`` skips the seeds it holds and continues
 a verifier's training from its newest checkpoint (one every ``--save_steps`` in
@@ -76,6 +78,7 @@ RESULT_SETTINGS = (
     "select_on_valid",
     "patience",
     "both_orders",
+    "start_from",
 )
 
 
@@ -90,6 +93,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--mine_with", default="alc_tcm_clustered", help="the bi-encoder whose top-k gives the mined negatives"
+    )
+    parser.add_argument(
+        "--start_from",
+        choices=("all-MiniLM-L6-v2", "mine_with"),
+        default="all-MiniLM-L6-v2",
+        help="the verifier's starting encoder (a new head on it): all-MiniLM-L6-v2, or that seed's --mine_with "
+        "bi-encoder, already fine-tuned on the train split",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--num_mined", type=int, default=DEFAULT_NUM_MINED, help="negatives mined per query")
@@ -113,13 +123,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval_batch_size", type=int, default=128)
     parser.add_argument("--save_steps", type=int, default=250, help="a verifier checkpoint every this many steps")
     parser.add_argument("--output", type=Path, help="default: outputs/verifier_quality/<dataset>.json")
+    parser.add_argument(
+        "--bi_encoder_results",
+        type=Path,
+        help="table_quality's JSON of the bi-encoders, their models beside it in <stem>_models/ (default: "
+        "<output stem>_bi_encoders.json): another output can reuse a run's bi-encoders",
+    )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     preset = table_quality.DATASETS[args.dataset]
     args.data_dir, args.text_fields = preset.data_dir, preset.text_fields
     args.output = args.output or REPO / "outputs" / "verifier_quality" / f"{args.dataset}.json"
-    args.bi_encoder_results = args.output.with_name(f"{args.output.stem}_bi_encoders.json")
+    args.bi_encoder_results = args.bi_encoder_results or args.output.with_name(f"{args.output.stem}_bi_encoders.json")
     args.models_from = args.bi_encoder_results.with_name(f"{args.bi_encoder_results.stem}_models")
     args.verifiers_dir = args.output.with_name(f"{args.output.stem}_verifiers")
     args.pos_weight = args.pos_weight if args.pos_weight == "balanced" else float(args.pos_weight)
@@ -146,6 +162,8 @@ def settings_of(args: argparse.Namespace) -> dict:
         "select_on_valid": args.select_on_valid,
         "patience": args.patience if args.select_on_valid else None,
         "both_orders": args.both_orders,
+        # None for all-MiniLM-L6-v2: the runs recorded before the option started there.
+        "start_from": None if args.start_from == "all-MiniLM-L6-v2" else args.start_from,
         "split_for_selection": "test",
     }
 
@@ -192,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nseed {seed}: verifier on negatives mined with {args.mine_with}", flush=True)
         output_dir = args.verifiers_dir / f"seed{seed}"
         started = time.perf_counter()
+        miner = args.models_from / f"{args.mine_with}_seed{seed}"
         pairs = verifier_pairs(
             train,
-            SentenceTransformer(str(args.models_from / f"{args.mine_with}_seed{seed}")),
+            SentenceTransformer(str(miner)),
             args.num_mined,
             seed=seed,
             both_orders=args.both_orders,
@@ -203,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = {} if args.select_on_valid else {"save_strategy": "steps", "save_steps": args.save_steps}
         verifier = train_verifier(
             pairs,
+            **({} if args.start_from == "all-MiniLM-L6-v2" else {"model": miner}),
             output_dir=output_dir,
             epochs=args.epochs,
             learning_rate=args.learning_rate,
