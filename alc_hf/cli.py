@@ -15,12 +15,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alc_hf.command_line import DEBUG_ENVIRONMENT_VARIABLE, OptionRange, check_ranges, run_program, unknown_arguments
 from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
 from alc_hf.evaluation.accept import ACCEPT_SCORES, FITTED_SCORES
 from alc_hf.metrics import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from alc_hf.evaluation.certify import CertificationPlan
 
 
 def _add_model_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
@@ -65,10 +69,12 @@ def _add_model_options(parser: argparse.ArgumentParser, model_required: bool = T
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The command line, and each command's own parser (whose options a misspelt one is compared with)."""
-    parser = argparse.ArgumentParser(prog="alc-hf", description=__doc__.split("\n")[0])
+    # No abbreviations: argparse would take a misspelt --query_colum for --query_column without a word.
+    parser = argparse.ArgumentParser(prog="alc-hf", description=__doc__.split("\n")[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser(
         "evaluate",
+        allow_abbrev=False,
         help="coverage of a saved model at thresholds calibrated on one split and applied to another",
         description="Embed a dataset's calibration and test splits with a saved model, calibrate a threshold per "
         "target precision on the calibration split, apply it to test, print a table and write JSON and PNG.",
@@ -89,6 +95,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
     certify = commands.add_parser(
         "certify",
+        allow_abbrev=False,
         help="a threshold whose precision on your own traffic is guaranteed, from a few labelled top-1 predictions",
         description="Step 1, `alc-hf certify MODEL --data ... --split S --budget N --sheet labels.csv`: retrieve "
         "the top-1 of every query of the split S (your traffic; its labels, if any, are not used) and write the N "
@@ -183,12 +190,17 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"\nWrote {', '.join(str(path) for path in written)}")
 
 
-def _certify(args: argparse.Namespace) -> None:
+def _certify(args: argparse.Namespace, given: set[str]) -> None:
     check_ranges(vars(args), RANGES)
     if args.labels is not None:
-        extra = [f"--{name}" for name in ("split", "budget") if getattr(args, name) is not None]
-        if args.model is not None or extra:
-            raise ValueError(f"--labels certifies from a sheet and its plan alone: drop {' '.join(extra) or 'MODEL'}")
+        # Everything step 1 decides is in the plan: an option here would be silently ignored.
+        ignored = sorted(given - {"labels", "debug"})
+        if ignored:
+            shown = " ".join("MODEL" if name == "model" else f"--{name}" for name in ignored)
+            raise ValueError(
+                f"--labels certifies from a sheet and its plan alone, as step 1 planned it: drop {shown} (to certify "
+                "otherwise, write a new sheet with step 1)"
+            )
         _certify_from_labels(args.labels)
     else:
         missing = [f"--{name}" for name in ("split", "budget") if getattr(args, name) is None]
@@ -200,7 +212,7 @@ def _certify(args: argparse.Namespace) -> None:
 def _write_certification_sheet(args: argparse.Namespace) -> None:
     from alc_hf.data.views import load_evaluation_view, load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
-    from alc_hf.evaluation.certify import plan_certification, plan_path, write_sheet
+    from alc_hf.evaluation.certify import LABEL_SPELLINGS, plan_certification, plan_path, write_sheet
     from alc_hf.models import load_encoder
 
     model_name = args.model or DEFAULT_MODEL
@@ -245,20 +257,25 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
         max_rounds=args.max_rounds,
         max_coverage=args.max_coverage,
         seed=args.draw_seed,
+        model_dir=str(Path(model_name).resolve()) if Path(model_name).is_dir() else None,
     )
     plan.save(plan_file)
     write_sheet(plan, sheet, 1, [])
     rows = len(plan.rows(1))
+    if args.budget > len(plan.order):
+        print(
+            f"\nNote: --budget {args.budget} is more than the {len(plan.order)} predictions scoring at least "
+            f"{plan.region_threshold:.4f} (the region labels are drawn from): the sheet holds all {rows} of them."
+        )
     print(
         f"\nWrote {sheet} ({rows} top-1 predictions of {len(plan.scores)} traffic queries, drawn at random from the "
         f"{len(plan.order)} scoring at least {plan.region_threshold:.4f}) and its plan {plan_file}.\n"
-        f"Fill in its 'correct' column, 1 when the top-1 label is right and 0 when it is wrong, for every row, "
-        f"then run: alc-hf certify --labels {sheet}"
+        f"Fill in its 'correct' column for every row ({LABEL_SPELLINGS}), then run: alc-hf certify --labels {sheet}"
     )
 
 
 def _certify_from_labels(sheet: Path) -> None:
-    from alc_hf.evaluation.certify import certification_card_section, certify_sheet, replace_card_section, write_sheet
+    from alc_hf.evaluation.certify import certification_record, certify_sheet, why_not_looser, write_sheet
     from alc_hf.evaluation.report import write_atomically
 
     plan, labels, certification = certify_sheet(sheet)
@@ -276,47 +293,92 @@ def _certify_from_labels(sheet: Path) -> None:
     else:
         print(
             f"No threshold is certified for precision {plan.target_precision:g} at {confidence} from "
-            f"{certification.num_labelled} labels in {labels.rounds} round(s): accept nothing automatically."
+            f"{certification.num_labelled} labels in {labels.rounds} round(s): accept nothing automatically.\n"
+            f"Why: {why_not_looser(certification)} (each round is tested at delta {plan.round_delta:g})."
         )
+    record = certification_record(plan, labels, certification, sheet)
     written = sheet.with_name(f"{sheet.stem}.certification.json")
-    record = {
-        "model": plan.model,
-        "traffic": plan.traffic,
-        "accept_score": plan.accept_score,
-        "rounds_labelled": labels.rounds,
-        "max_rounds": plan.max_rounds,
-        "round_delta": plan.round_delta,
-        "max_coverage": plan.max_coverage,
-        "certification": certification.to_dict(),
-    }
     write_atomically(written, json.dumps(record, indent=2, allow_nan=False).encode())
     print(f"Wrote {written}")
-    card = Path(plan.model) / "README.md"
-    if card.is_file():
-        section = certification_card_section(plan, certification)
-        write_atomically(card, replace_card_section(card.read_text(encoding="utf-8"), section).encode())
-        print(f"Wrote the certified threshold into the model card {card}")
+    _record_in_model_folder(plan, record, written)
     waiting = len(labels.rows) > labels.rounds * plan.round_size
     if certification.next_undecided and labels.rounds < plan.num_rounds_possible:
         if not waiting:
             write_sheet(plan, sheet, labels.rounds + 1, labels.rows)
         print(
-            f"A looser threshold is still undecided: round {labels.rounds + 1}'s {len(plan.rows(labels.rounds + 1))} "
-            f"rows are in {sheet}. Label them and run this again."
+            f"A looser threshold is still undecided ({why_not_looser(certification)}): round {labels.rounds + 1}'s "
+            f"{len(plan.rows(labels.rounds + 1))} rows are in {sheet}. Label them and run this again."
         )
     elif certification.next_undecided:
-        print("A looser threshold is still undecided, and every planned round is used: more labels need a new plan.")
+        print(
+            f"A looser threshold is still undecided ({why_not_looser(certification)}), and every planned round is "
+            "used: more labels need a new plan."
+        )
+
+
+def _record_in_model_folder(plan: CertificationPlan, record: dict, written: Path) -> None:
+    """Keep the certification in the model folder's ``certifications.json`` beside the others and rewrite the card's
+    section from them, saying what a new one replaces; a model that is no local folder is told so."""
+    from alc_hf.evaluation.certify import (
+        CERTIFICATIONS_FILE,
+        certifications_card_section,
+        record_certification,
+        replace_card_section,
+    )
+    from alc_hf.evaluation.report import write_atomically
+
+    # Plans written before the model folder was recorded name it as given.
+    model_dir = plan.model_dir or (str(Path(plan.model).resolve()) if Path(plan.model).is_dir() else None)
+    if model_dir is None:
+        print(
+            f"The model {plan.model} is not a local folder: its card was not written; the certification is in "
+            f"{written}."
+        )
+        return
+    if not Path(model_dir).is_dir():
+        print(f"The model folder {model_dir} is gone: its card was not written; the certification is in {written}.")
+        return
+    records, replaced = record_certification(model_dir, record)
+    if replaced is not None:
+        old = replaced["certification"]["threshold"]
+        print(
+            f"This replaces the model's certification of {replaced['certified_at']} for the same traffic, accept "
+            f"score, target and delta (sheet {replaced['sheet']}, threshold "
+            f"{'none' if old is None else f'{old:.6f}'}); the {len(records) - 1} other(s) are kept."
+        )
+    card = Path(model_dir) / "README.md"
+    if card.is_file():
+        section = certifications_card_section(records)
+        write_atomically(card, replace_card_section(card.read_text(encoding="utf-8"), section).encode())
+    print(
+        f"Wrote the certification into {Path(model_dir) / CERTIFICATIONS_FILE}"
+        + (f" and the model card {card} ({len(records)} certification(s))" if card.is_file() else " (no card there)")
+    )
+
+
+def _given_options(command: argparse.ArgumentParser, command_argv: Sequence[str]) -> set[str]:
+    """The ``dest`` of each option written in ``command_argv`` (``model`` for a MODEL): a default cannot be told
+    from a value given. argparse sets a default only where the namespace has no value yet, so each starts as a
+    marker that only a given value replaces (an absent optional positional gets its default, None)."""
+    unset = object()
+    namespace = argparse.Namespace(**{action.dest: unset for action in command._actions})
+    command.parse_known_args(list(command_argv), namespace)
+    return {name for name, value in vars(namespace).items() if value is not unset and value is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser, commands = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         options = [option for action in commands[args.command]._actions for option in action.option_strings]
         commands[args.command].error(unknown_arguments(unknown, options))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    run = _evaluate if args.command == "evaluate" else _certify
-    return run_program(functools.partial(run, args), f"alc-hf {args.command}", debug=args.debug)
+    if args.command == "evaluate":
+        run = functools.partial(_evaluate, args)
+    else:
+        run = functools.partial(_certify, args, _given_options(commands["certify"], argv[argv.index("certify") + 1 :]))
+    return run_program(run, f"alc-hf {args.command}", debug=args.debug)
 
 
 if __name__ == "__main__":

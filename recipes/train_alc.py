@@ -51,7 +51,7 @@ from alc_hf.training.config import (
 )
 from alc_hf.training.hub import check_hub_ready
 from alc_hf.training.lora import add_lora_adapter, check_lora_available
-from alc_hf.training.output_dir import check_output_dir, partial_model_dir, remove_files
+from alc_hf.training.output_dir import check_output_dir, output_dir_lock, partial_model_dir, set_aside_earlier_run
 from alc_hf.training.run import finish_run, run_coverage_evaluation
 from alc_hf.verifier import initial_verifier, train_verifier, verifier_pairs
 
@@ -59,7 +59,20 @@ ARGUMENTS = (ModelArguments, DataArguments, LossArguments, EvaluationArguments, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    model_args, data_args, loss_args, eval_args, verifier_args, args = parse_recipe_arguments(ARGUMENTS, argv)
+    options = parse_recipe_arguments(ARGUMENTS, argv)
+    # One run at a time in an output folder: a second is refused before any work (the first process holds it).
+    with output_dir_lock(options[-1].output_dir, enabled=options[-1].process_index == 0):
+        train(*options)
+
+
+def train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    loss_args: LossArguments,
+    eval_args: EvaluationArguments,
+    verifier_args: VerifierArguments,
+    args: ALCTrainingArguments,
+) -> None:
     # What could only fail at the end (the push, the verifier) or later (LoRA, the checkpoint) fails before any work.
     hub_repo_id = None
     if args.push_to_hub:
@@ -89,9 +102,13 @@ def main(argv: list[str] | None = None) -> None:
         rows = rows.select(range(min(data_args.max_train_samples, len(rows))))
     views = load_evaluation_views(**data_args.source(), view=eval_args.evaluation_view)
 
-    # Build: the output folder (cleared of what this run rewrites), the loss, the batches, the trainer.
-    with args.main_process_first(desc="clearing output_dir"):
-        remove_files(replaced)
+    # Build: the output folder (the earlier run kept whole until this one's model is complete), the loss, the
+    # batches, the trainer.
+    with args.main_process_first(desc="setting the earlier run aside"):
+        if args.process_index == 0:
+            replacing = set_aside_earlier_run(args.output_dir, replaced)
+            if replacing:
+                print(replacing, flush=True)
     loss = build_loss(model, **asdict(loss_args), gather_across_devices=args.world_size > 1)
     args.learning_rate_mapping = {
         **pair_head_learning_rates(loss, args.pair_head_learning_rate),
@@ -126,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         before_options = {**evaluation, "name": f"{data_args.data}_before_training"}
         before = run_coverage_evaluation(trainer, CoverageEvaluator(*views, **before_options), "before training")
     if args.resume_from_checkpoint:
+        if args.process_index == 0:
+            print(f"Resuming from {args.resume_from_checkpoint}", flush=True)
         load_loss_checkpoint(loss, model, args.resume_from_checkpoint)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if verifier is not None:

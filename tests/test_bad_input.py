@@ -19,7 +19,7 @@ from alc_hf.cli import main as cli_main
 from alc_hf.command_line import run_program
 from alc_hf.training import run as run_module
 from alc_hf.training.config import parse_recipe_arguments
-from alc_hf.training.output_dir import check_output_dir, publish_model_dir, remove_files
+from alc_hf.training.output_dir import check_output_dir, publish_model_dir, remove_files, set_aside_earlier_run
 from tests.test_recipe import RECIPE, SMALL_RUN, load_recipe
 
 ENVIRONMENT = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -112,6 +112,16 @@ BAD_DATA = [
         r"test\.tsv:4: row 3 has 4 fields, expected 3 as in the header \(an unquoted tab",
     ),
     (
+        "BEIR: a JSON line cut short",  # located where it ends, not at column 1 of the next line
+        lambda folder: beir_folder(folder, BEIR_QRELS, BEIR_CORPUS.encode() + b'{"_id": "d3", "text":\n'),
+        r"corpus\.jsonl:3: malformed JSON at column 22: Expecting value \(the line ends before the JSON object does",
+    ),
+    (
+        "product tables: a header-only split",
+        lambda folder: tables_folder(folder, TABLE_A, "ltable_id,rtable_id,label\n"),
+        r"data/test\.csv: no rows after the header \(split 'test' is empty\)",
+    ),
+    (
         "BEIR: a byte that is not UTF-8 in the corpus",
         lambda folder: beir_folder(folder, BEIR_QRELS, BEIR_CORPUS.encode() + b'{"_id": "d3", "text": "\xe9"}\n'),
         r"corpus\.jsonl:3: not valid UTF-8 at column 24 \(byte 0xe9",
@@ -165,6 +175,8 @@ BAD_OPTIONS = [
     ),
     (["--calibration_method", "bootstrap"], r"--calibration_method 'bootstrap': expected one of empirical, clopper"),
     (["--lerning_rate", "1e-3"], r"unknown option\(s\): --lerning_rate \(did you mean '--learning_rate'\?\) \(see"),
+    # Not taken for the option it abbreviates, as argparse would by default.
+    (["--query_colum", "offer"], r"unknown option\(s\): --query_colum \(did you mean '--query_column'\?\)"),
     (["stray"], r"unexpected argument\(s\): stray"),
 ]
 
@@ -295,14 +307,17 @@ def test_a_finished_run_is_refused_then_replaced_whole(tiny_encoder_dir, tmp_pat
     assert "--overwrite_output_dir true" in message
     assert (final / "model.safetensors").read_bytes() == first_model
 
-    # Overwritten by a run that fails while it writes its model folder: no final/ is left that looks finished.
+    # Overwritten by a run that fails while it writes its model folder: the finished model stays whole in final/,
+    # the failed one is left in final.partial/, never in final/.
     def failing_reports(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(run_module, "write_reports", failing_reports)
     with pytest.raises(RuntimeError, match="disk full"):
         run_recipe_raising(tiny_encoder_dir, run, "--overwrite_output_dir", "true", "--seed", "7")
-    assert not final.exists() and (run / "final.partial" / "model.safetensors").is_file()
+    assert (final / "model.safetensors").read_bytes() == first_model
+    assert (run / "final.partial" / "model.safetensors").is_file()
+    assert (run / "earlier_run" / "eval").is_dir(), "the first run's evaluations were not kept aside"
     monkeypatch.undo()
 
     # Overwritten by a run without the evaluation before training: nothing of the first run is left in final/.
@@ -318,6 +333,92 @@ def run_recipe_raising(tiny_encoder_dir: Path, output_dir: Path, *options: str) 
     load_recipe().main(
         ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *options]
     )
+
+
+def test_set_aside_keeps_the_finished_run_until_the_new_model_is_published(tmp_path):
+    run = tmp_path / "run"
+    for folder in ("final", "checkpoint-2", "eval"):
+        (run / folder).mkdir(parents=True)
+    (run / "final" / "model.safetensors").write_bytes(b"finished")
+    (run / "checkpoint-2" / "model.safetensors").write_bytes(b"finished, step 2")
+    (run / "training_log.json").write_text("[1]")
+    (run / "final.partial").mkdir()
+
+    said = set_aside_earlier_run(run, check_output_dir(run, overwrite=True, resume_from_checkpoint=None))
+    assert f"its model stays in {run / 'final'}" in said and f"wait in {run / 'earlier_run'}" in said
+    assert sorted(path.name for path in run.iterdir()) == ["earlier_run", "final", "training_log.json"]
+    assert sorted(path.name for path in (run / "earlier_run").iterdir()) == ["checkpoint-2", "eval"]
+    assert (run / "final" / "model.safetensors").read_bytes() == b"finished"
+
+    # That run is killed after writing a checkpoint; the next replacing run drops the killed run's checkpoint and
+    # keeps what it had set aside of the finished run.
+    (run / "checkpoint-5").mkdir()
+    set_aside_earlier_run(run, check_output_dir(run, overwrite=True, resume_from_checkpoint=None))
+    assert sorted(path.name for path in run.iterdir()) == ["earlier_run", "final", "training_log.json"]
+    assert (run / "earlier_run" / "checkpoint-2" / "model.safetensors").read_bytes() == b"finished, step 2"
+
+    # Only once the new model is published does the finished run go.
+    (run / "final.partial").mkdir()
+    (run / "final.partial" / "model.safetensors").write_bytes(b"new")
+    publish_model_dir(run)
+    assert sorted(path.name for path in run.iterdir()) == ["final", "training_log.json"]
+    assert (run / "final" / "model.safetensors").read_bytes() == b"new"
+
+
+def start_recipe(tiny_encoder_dir: Path, output_dir: Path, *options: str) -> subprocess.Popen:
+    """The recipe in its own process, its output line by line, for a test to watch and kill."""
+    argv = ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *options]
+    return subprocess.Popen(
+        [sys.executable, str(RECIPE), *argv, "--max_steps", "100000", "--disable_tqdm", "true"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**ENVIRONMENT, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def wait_for_line(process: subprocess.Popen, text: str) -> None:
+    printed = []
+    for line in process.stdout:
+        printed.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"the recipe ended without printing {text!r}:\n{''.join(printed)}")
+
+
+def test_a_killed_overwriting_run_loses_nothing_and_a_second_run_is_refused(tiny_encoder_dir, tmp_path, capsys, caplog):
+    from sentence_transformers import SentenceTransformer
+
+    run = tmp_path / "run"
+    assert recipe_status(tiny_encoder_dir, run, "--evaluate_before_training", "false") == 0
+    final = run / "final"
+    first_model, first_log = (final / "model.safetensors").read_bytes(), (run / "training_log.json").read_text()
+    capsys.readouterr()
+
+    replacing = start_recipe(
+        tiny_encoder_dir, run, "--overwrite_output_dir", "true", "--evaluate_before_training", "false"
+    )
+    try:
+        wait_for_line(replacing, "Replacing the earlier run")
+        # A second run into the folder, while the first lives: refused, naming the run that holds it.
+        assert recipe_status(tiny_encoder_dir, run, "--overwrite_output_dir", "true") == 2
+        message = one_error_line(capsys.readouterr().err, "train_alc.py")
+        assert f"--output_dir {run} is in use by another run (pid {replacing.pid} on " in message
+    finally:
+        replacing.kill()  # SIGKILL: no handler runs, the lock file stays behind
+        replacing.wait()
+    assert (final / "model.safetensors").read_bytes() == first_model
+    assert (run / "training_log.json").read_text() == first_log
+    assert SentenceTransformer(str(final), device="cpu").encode(["a title"]).shape == (1, 32)
+    assert (run / ".alc_hf.lock").is_file()
+
+    # The next run takes the dead run's lock over, says so, and replaces the model.
+    with caplog.at_level(logging.WARNING, logger="alc_hf.training.output_dir"):
+        new_run = ["--overwrite_output_dir", "true", "--evaluate_before_training", "false", "--seed", "7"]
+        assert recipe_status(tiny_encoder_dir, run, *new_run) == 0
+    assert f"taking over the lock of a run that ended without releasing it (pid {replacing.pid}" in caplog.text
+    assert (final / "model.safetensors").read_bytes() != first_model
+    assert sorted(path.name for path in run.iterdir()) == ["eval", "final", "training_log.json"]
 
 
 def test_check_output_dir_keeps_checkpoints_to_resume_and_always_clears_a_partial_folder(tmp_path):

@@ -4,7 +4,10 @@ it refuses."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,11 +249,15 @@ def test_the_sheet_round_trips_and_certifies_as_the_function_does(tmp_path):
     ("edit", "message"),
     [
         (lambda rows: rows[5].__setitem__(5, ""), r"labels\.csv: round 1 is partly labelled \(empty 'correct' on "),
-        (lambda rows: rows[7].__setitem__(5, "maybe"), r"labels\.csv:8: correct 'maybe', expected 1 \(the top-1"),
+        (lambda rows: rows[7].__setitem__(5, "maybe"), r"labels\.csv:8: correct 'maybe': expected 1, yes, y or true "),
+        (lambda rows: rows[7].__setitem__(5, "2"), r"labels\.csv:8: correct '2': expected 1, yes, y or true when the"),
         (lambda rows: rows[2].__setitem__(4, "0.999999"), r"labels\.csv:3: traffic_index \d+ has round 1 and score "),
         (lambda rows: rows[2].__setitem__(1, "999999"), r"labels\.csv:3: traffic_index '999999' is not a row of the"),
         (lambda rows: rows.append(list(rows[4])), r"labels\.csv:42: traffic_index \d+ is already on line 5"),
-        (lambda rows: rows.__delitem__(9), r"round 1 is partly labelled \(1 of its rows are missing\)"),
+        (
+            lambda rows: rows.__delitem__(9),
+            r"round 1 is partly labelled \(1 of its rows is missing: traffic_index \d+ \('query \d+'\)\)",
+        ),
         (lambda rows: [row.__setitem__(5, "") for row in rows[1:]], r"no round is labelled yet"),
         (lambda rows: rows[0].__setitem__(5, "label"), r"labels\.csv:1: missing column\(s\) correct"),
     ],
@@ -264,6 +271,139 @@ def test_a_sheet_filled_in_wrongly_is_a_located_error(tmp_path, edit, message):
     with pytest.raises(DataFormatError, match=message):
         certify_sheet(sheet)
     assert not list(tmp_path.glob("*.certification.json"))
+
+
+def test_a_sheet_saved_by_a_spreadsheet_reads_as_written(tmp_path):
+    from alc_hf.data.formats import DataFormatError
+    from alc_hf.evaluation.certify import certify_sheet
+
+    plan, sheet, correct = planned_traffic(tmp_path)
+    fill_in(sheet, correct)
+    expected = certify_sheet(sheet)[2]
+
+    def as_a_spreadsheet_saves_it(rows: list[list[str]]) -> None:
+        spellings = ["1", "1.0", "yes", "Y", "TRUE", "0", "0.0", "No", "n", "false"]
+        for number, row in enumerate(rows[1:]):
+            row[0] = f"{int(row[0])}.0" if number % 2 else row[0]  # an integer shown as a number
+            row[1] = f"{int(row[1])}.0" if number % 3 == 0 else row[1]
+            score = float(row[4])
+            row[4] = [f"{score:.6f}".rstrip("0"), f"{score:.4f}", f"{score:.5E}"][number % 3]  # trailing zeros, fewer
+            right = row[5] == "1"  # digits, an exponent: the same number to the digits shown
+            row[5] = spellings[number % 5 + (0 if right else 5)]
+
+    fill_in(sheet, correct, edit=as_a_spreadsheet_saves_it)
+    assert certify_sheet(sheet)[2] == expected
+
+    def another_score(rows: list[list[str]]) -> None:
+        rows[2][4] = f"{float(rows[2][4][:6]) + 0.001:.4f}"
+
+    fill_in(sheet, correct, edit=another_score)
+    with pytest.raises(DataFormatError, match=r"labels\.csv:3: traffic_index \S+ has round \S+ and score "):
+        certify_sheet(sheet)
+
+
+def test_the_docs_the_reader_and_its_message_agree_on_the_label_spellings():
+    from alc_hf.evaluation.certify import LABEL_SPELLINGS, parse_label
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "evaluation.md").read_text()
+    assert LABEL_SPELLINGS in " ".join(docs.split()), "docs/evaluation.md does not list the spellings the reader takes"
+    for text in ("1", "YES", "y", "True", "1.0", "1.00"):
+        assert parse_label(text) is True
+    for text in ("0", "no", "N", "FALSE", "0.0", "0e0"):
+        assert parse_label(text) is False
+    assert parse_label("  ") is None
+    for text in ("2", "maybe", "0.5", "-1"):
+        with pytest.raises(ValueError, match=re.escape(f"correct {text!r}: expected {LABEL_SPELLINGS}")):
+            parse_label(text)
+
+
+def test_a_missing_sheet_is_named_as_the_sheet(tmp_path):  # not as a missing plan
+    from alc_hf.evaluation.certify import certify_sheet
+
+    _, sheet, _ = planned_traffic(tmp_path)
+    sheet.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"no sheet {re.escape(str(sheet))}: `alc-hf certify MODEL"):
+        certify_sheet(sheet)
+
+
+def certify_labels(sheet, capsys) -> str:
+    from alc_hf.cli import main as cli_main
+
+    assert cli_main(["certify", "--labels", str(sheet)]) == 0
+    return capsys.readouterr().out
+
+
+def test_every_certification_keeps_its_own_entry_in_the_card_and_json(tmp_path, capsys, monkeypatch):
+    import json
+
+    from alc_hf.evaluation.certify import CertificationPlan, plan_path
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "README.md").write_text("# A model\n\n## Training\n\nIts training.\n")
+
+    def certified_sheet(name: str, **changes) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        plan, sheet, correct = planned_traffic(folder)
+        plan = dataclasses.replace(plan, model="model", model_dir=str(model), **changes)
+        plan.save(plan_path(sheet))
+        fill_in(sheet, correct)
+        return sheet
+
+    monkeypatch.chdir(tmp_path / "model")  # the plan's model as given was relative to another folder
+    first = certify_labels(certified_sheet("cosine"), capsys)
+    assert f"Wrote the certification into {model / 'certifications.json'} and the model card" in first
+    certify_labels(certified_sheet("pair_head", accept_score="pair_head"), capsys)
+    certify_labels(certified_sheet("other_traffic", traffic="synthetic [valid]"), capsys)
+    records = json.loads((model / "certifications.json").read_text())["certifications"]
+    assert [(r["accept_score"], r["traffic"]) for r in records] == [
+        ("cosine", "synthetic [test]"),
+        ("pair_head", "synthetic [test]"),
+        ("cosine", "synthetic [valid]"),
+    ]
+    card = (model / "README.md").read_text()
+    assert card.startswith("# A model\n\n## Training\n\nIts training.\n") and card.count("## Certified thresholds") == 1
+    assert card.count("### `cosine` at precision 0.8") == 2 and card.count("### `pair_head` at precision 0.8") == 1
+
+    # A scratch sheet for the same traffic, accept score, target and delta replaces that entry alone, and says so.
+    again = certify_labels(certified_sheet("scratch"), capsys)
+    assert f"This replaces the model's certification of {records[0]['certified_at']} for the same traffic" in again
+    assert f"sheet {records[0]['sheet']}" in again and "the 2 other(s) are kept" in again
+    after = json.loads((model / "certifications.json").read_text())["certifications"]
+    assert [r["sheet"] for r in after] == [
+        records[1]["sheet"],
+        records[2]["sheet"],
+        str((tmp_path / "scratch" / "labels.csv").resolve()),
+    ]
+    assert (model / "README.md").read_text().count("###") == 3
+
+    # A model that is no local folder: nothing is written but the JSON beside the sheet, and that is said.
+    hub_sheet = tmp_path / "hub" / "labels.csv"
+    hub_sheet.parent.mkdir()
+    plan = CertificationPlan.load(plan_path(tmp_path / "scratch" / "labels.csv"))
+    dataclasses.replace(plan, model="someone/model", model_dir=None).save(plan_path(hub_sheet))
+    hub_sheet.write_text((tmp_path / "scratch" / "labels.csv").read_text())
+    said = certify_labels(hub_sheet, capsys)
+    written = hub_sheet.with_name("labels.certification.json")
+    said_of_hub = "The model someone/model is not a local folder: its card was not written; the certification is in "
+    assert f"{said_of_hub}{written}." in said
+
+
+def test_no_certified_threshold_says_why_in_figures(tmp_path, capsys):
+    from alc_hf.evaluation.certify import certify_sheet
+
+    _, sheet, correct = planned_traffic(tmp_path)
+    fill_in(sheet, np.zeros_like(correct))  # every labelled top-1 wrong
+    certification = certify_sheet(sheet)[2]
+    assert not certification.certified and certification.stopped_num_correct == 0
+    printed = certify_labels(sheet, capsys)
+    labelled = certification.stopped_num_labelled
+    assert (
+        f"Why: the strictest threshold tested, {certification.stopped_threshold:.6f}, has {labelled} labelled "
+        f"prediction(s) at or above it, 0 correct (0.000), which only show a precision of at least "
+        f"{certification.stopped_precision_lower_bound:.3f} there with probability 95.0%, under the target 0.8"
+    ) in printed
 
 
 def test_alc_hf_certify_writes_a_sheet_then_certifies_from_its_labels(tiny_encoder_dir, tmp_path, capsys):
@@ -309,8 +449,33 @@ def test_alc_hf_certify_writes_a_sheet_then_certifies_from_its_labels(tiny_encod
     assert rows == (120 if expected.next_undecided else 60)
     assert ("round 2's 60 rows are in" in printed) == expected.next_undecided
 
-    assert cli_main(["certify", "--labels", str(sheet), "--budget", "10"]) == 2
-    assert "--labels certifies from a sheet and its plan alone: drop --budget" in capsys.readouterr().err
+    # Step 2 takes no option of step 1: each would be ignored silently, the plan decides.
+    for given, named in (
+        (["--budget", "10"], "--budget"),
+        (["--target_precision", "0.9"], "--target_precision"),  # the default value, written: still refused
+        (["--delta", "0.2", "--accept_score", "pair_head"], "--accept_score --delta"),
+        (["--data", "wdc", "--text_fields", "brand", "title"], "--data --text_fields"),
+        ([str(model), "--overwrite"], "MODEL --overwrite"),
+    ):
+        assert cli_main(["certify", "--labels", str(sheet), *given]) == 2
+        message = capsys.readouterr().err
+        assert f"--labels certifies from a sheet and its plan alone, as step 1 planned it: drop {named} (" in message
+
+    # A budget over the region's size is said to be capped.
+    capped = tmp_path / "capped.csv"
+    step_1 = [str(model), "--split", "tst", "--budget", "100000", "--sheet", str(capped), "--batch_size", "256"]
+    assert cli_main(["certify", *step_1]) == 0
+    rows = len(capped.read_text().splitlines()) - 1
+    assert f"--budget 100000 is more than the {rows} predictions scoring at least" in capsys.readouterr().out
+
+
+def test_a_misspelt_option_is_an_error_not_an_abbreviation(capsys):
+    from alc_hf.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exit_status:
+        cli_main(["evaluate", "--query_colum", "offer"])
+    assert exit_status.value.code == 2
+    assert "unknown option(s): --query_colum (did you mean '--query_column'?)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("accept_score", ["pair_head", "combined", "verifier_combined"])

@@ -201,6 +201,10 @@ def test_command_prints_the_table_and_writes_json_and_png(tiny_model, tmp_path, 
     assert cli_main(["evaluate", str(tmp_path / "model"), "--output_dir", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "C@1" in printed and "P@1" in printed and "oracle" in printed
+    # Each progress bar is preceded by what it embeds.
+    catalog = builtin_catalog(split="tst")
+    assert f"Embedding {len(catalog.labels):,} labels ...\n" in printed
+    assert f"Embedding {len(catalog.queries):,} test queries ...\n" in printed
     report = json.loads((tmp_path / "out" / "coverage.json").read_text())
     assert report["splits"]["test"]["num_queries"] == len(builtin_catalog(split="tst").queries)
     assert {"c@1_p90", "c@1_p95", "c@1_p90_precision", "c@1_p90_oracle", "p@1", "p@5"} <= set(report["metrics"])

@@ -418,6 +418,45 @@ def test_read_product_tables_bad_pairs(tmp_path: Path, test_csv: str, message: s
         read_product_tables(tmp_path, "test")
 
 
+def test_read_product_tables_refuses_a_pair_labelled_both_ways_and_counts_a_repeat_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    contradiction = "a1,b2,1,1,1,x\na0,b0,1,1,1,x\na1,b2,0,1,1,x\n"
+    make_tables(tmp_path, TABLE_A, TABLE_B, TRAIN, VALID, contradiction)
+    pairs = re.escape(str(tmp_path / "test.csv"))
+    message = rf"{pairs}:4: query 'a1' and label 'b2' marked label 0, but {pairs}:2 marks them label 1: one pair cannot"
+    for skip_bad_rows in (False, True):  # a contradiction is never a bad row to skip: nothing says which is right
+        with pytest.raises(DataFormatError, match=message):
+            read_product_tables(tmp_path, "test", skip_bad_rows=skip_bad_rows)
+
+    repeated = "a1,b2,1,1,1,x\na0,b0,1,1,1,x\na1,b2,1,1,1,x\na1,b2,1,1,1,x\n"
+    make_tables(tmp_path, TABLE_A, TABLE_B, TRAIN, VALID, repeated)
+    with caplog.at_level(logging.WARNING, logger="alc_hf.data.labelled_pairs"):
+        data = read_product_tables(tmp_path, "test")
+    assert rows_of(data.positives) == [[2], [0]] and rows_of(data.negatives) == [[], []]
+    assert "2 row(s) repeat an earlier (query, label) pair with the same mark and count once; the first is " in (
+        caplog.text
+    )
+    assert f"{tmp_path / 'test.csv'}:4, a repeat of {tmp_path / 'test.csv'}:2" in caplog.text
+
+
+def test_a_csv_value_longer_than_the_csv_modules_default_limit_is_read(tmp_path: Path) -> None:
+    description = "x" * 200_000  # csv refuses fields over 131,072 characters unless told otherwise
+    (tmp_path / "long.csv").write_text(f'id,description\n1,"{description}"\n2,short\n', encoding="utf-8")
+    assert [values for _, _, values in csv_records(tmp_path / "long.csv", ("id", "description"))] == [
+        ["1", description],
+        ["2", "short"],
+    ]
+
+
+def test_read_product_tables_header_only_split_names_the_file(tmp_path: Path) -> None:
+    make_tables(tmp_path, TABLE_A, TABLE_B, TRAIN, VALID, "")
+    with pytest.raises(
+        DataFormatError, match=re.escape(f"{tmp_path / 'test.csv'}: no rows after the header (split 'test'")
+    ):
+        read_product_tables(tmp_path, "test")
+
+
 def test_read_product_tables_empty_text(tmp_path: Path) -> None:
     table_a = TABLE_A + 'a3,,"  ","long\ndescription",4,1,,\n'
     test_csv = "a0,b0,1,1,1,x\na3,b4,0,1,1,x\na1,b2,1,1,1,x\n"

@@ -133,7 +133,7 @@ class Interrupted(Exception):
     pass
 
 
-def test_resuming_an_interrupted_run_gives_the_same_weights(tiny_encoder_dir, tmp_path, monkeypatch):
+def test_resuming_an_interrupted_run_gives_the_same_weights(tiny_encoder_dir, tmp_path, monkeypatch, capsys):
     checkpointing = [
         "--save_strategy",
         "steps",
@@ -167,6 +167,7 @@ def test_resuming_an_interrupted_run_gives_the_same_weights(tiny_encoder_dir, tm
         "--resume_from_checkpoint",
         "last",  # checkpoint-2, the newest the crash left
     )
+    assert f"Resuming from {tmp_path / 'resumed' / 'checkpoint-2'}\n" in capsys.readouterr().out
     straight = load_file(tmp_path / "straight" / "final" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
     assert straight.keys() == resumed.keys()

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from alc_hf.data.formats import DataFormatError, as_id, csv_records, json_records
-from alc_hf.data.pairs import LabelledPairs
+from alc_hf.data.labelled_pairs import LabelledPairs
 from alc_hf.data.query_labels import XMCData
 
 __all__ = ["beir_splits", "read_beir"]
@@ -104,6 +104,7 @@ def read_beir(data_dir: str | Path, split: str) -> XMCData:
             queries.append(_record_text(queries_path, *queries_by_id[query_id], ("text",)))
     if not lines:
         raise DataFormatError(f"{qrels}: no rows after the header (split {split!r} is empty)")
+    pairs.warn_repeats(str(qrels))
     return XMCData(
         queries=queries,
         labels=labels,

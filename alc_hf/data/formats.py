@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 _WORD = re.compile(r"[^\W_]+")  # a run of Unicode letters/digits
 _BOM = b"\xef\xbb\xbf"  # the UTF-8 byte order mark
 _AFTER_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # where a line ends at a \r not followed by \n (old Mac files)
+# The csv module refuses a field over 131,072 characters by default: a long product description is valid CSV.
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 class DataFormatError(ValueError):
@@ -113,14 +115,20 @@ def parse_json_line(raw: bytes) -> object:
     """One line of a JSON-lines file, decoded as UTF-8 (a BOM before it dropped, as ``json.loads`` of bytes does)
     and parsed. Raises ``ValueError`` whose message says what is wrong, for the caller to locate or skip."""
     try:
-        text = raw.removeprefix(_BOM).decode("utf-8")
+        # The line end is not part of the JSON text: left on, a line cut short is reported at column 1 of line 2.
+        text = raw.removeprefix(_BOM).decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as err:
         raise ValueError(_not_utf8(err)) from err
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
         # one line is one JSON text: its column says where; "Extra data" is a second object glued to the first
-        hint = " (one JSON object per line)" if err.msg == "Extra data" else ""
+        if err.msg == "Extra data":
+            hint = " (one JSON object per line)"
+        elif err.pos >= len(text) or err.msg.startswith("Unterminated"):
+            hint = " (the line ends before the JSON object does: cut short?)"
+        else:
+            hint = ""
         raise ValueError(f"malformed JSON at column {err.colno}: {err.msg}{hint}") from err
 
 
@@ -173,6 +181,8 @@ def csv_records(path: Path, needed: Sequence[str], delimiter: str = ",") -> Iter
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
     lines = _csv_lines(path)
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
     reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader, None)

@@ -3,8 +3,8 @@
 * :func:`read_pairs` — one split of (query text, label text[, query id, label id, relevance]) rows: CSV, JSON-lines
   or Parquet files in a folder (one per split, named by the split), or a mapping from split to such a file or to a
   ``datasets.Dataset`` (a ``DatasetDict`` is one);
-* :class:`LabelledPairs` — what turns (query, label, relevant) rows into per-query positives and negatives; the
-  BEIR reader (:mod:`alc_hf.data.beir`) builds its splits with it too.
+* :class:`~alc_hf.data.labelled_pairs.LabelledPairs` turns the (query, label, relevant) rows into per-query
+  positives and negatives, with the rule every pair reader shares (a contradiction is an error, a repeat counts once).
 
 Strict like every reader (:mod:`alc_hf.data.formats`): bad input is a :class:`DataFormatError` naming the file (or
 the in-memory split), the line or row, and what was expected. ``datasets`` is never imported here: a ``Dataset``
@@ -20,53 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from alc_hf.data.formats import DataFormatError, as_id, csv_records, json_records
-from alc_hf.data.query_labels import RaggedIds, XMCData
+from alc_hf.data.labelled_pairs import LabelledPairs
+from alc_hf.data.query_labels import XMCData
 
 __all__ = ["CALIBRATION_SPLITS", "PAIR_FILE_SUFFIXES", "LabelledPairs", "pair_sources", "read_pairs"]
 
 # The names a split a threshold is calibrated on goes by, in the order they are looked for.
 CALIBRATION_SPLITS = ("validation", "valid", "dev")
 PAIR_FILE_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet")
-
-
-class LabelledPairs:
-    """Per-query positives and negatives gathered from (query, label, relevant) rows in reading order.
-
-    Queries are numbered in order of first appearance; a repeated (query, label) row counts once; a pair marked
-    both relevant and not relevant is an error naming both places (``locate`` gives the place of a row number)."""
-
-    def __init__(self, locate: Callable[[int], str]) -> None:
-        self.locate = locate
-        self.query_keys: list[str] = []
-        self._query_index: dict[str, int] = {}
-        self._positives: list[list[int]] = []
-        self._negatives: list[list[int]] = []
-        self._first_row: dict[tuple[int, int], tuple[bool, int]] = {}
-
-    def add(self, row: int, query_key: str, label: int, label_key: str, relevant: bool) -> int:
-        """Record row ``row``; return the query's number (``len(query_keys) - 1`` when the row brought it)."""
-        query = self._query_index.get(query_key)
-        if query is None:
-            query = self._query_index[query_key] = len(self.query_keys)
-            self.query_keys.append(query_key)
-            self._positives.append([])
-            self._negatives.append([])
-        earlier = self._first_row.setdefault((query, label), (relevant, row))
-        if earlier[0] != relevant:
-            said = {True: "relevant", False: "not relevant"}
-            raise DataFormatError(
-                f"{self.locate(row)}: query {query_key!r} and label {label_key!r} marked {said[relevant]}, but "
-                f"{self.locate(earlier[1])} marks them {said[earlier[0]]}"
-            )
-        if earlier[1] == row:
-            (self._positives if relevant else self._negatives)[query].append(label)
-        return query
-
-    def positives(self) -> RaggedIds:
-        return RaggedIds.from_lists(self._positives)
-
-    def negatives(self) -> RaggedIds:
-        return RaggedIds.from_lists(self._negatives)
 
 
 @dataclass
@@ -255,6 +216,7 @@ def read_pairs(
                 f"{table.locate(row)}: query id {key!r} has text {text!r}, but {table.locate(query_rows[query])} "
                 f"gives it {queries[query]!r}"
             )
+    pairs.warn_repeats(f"{name} [{split}]")
     return XMCData(
         queries=queries,
         labels=labels,

@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from alc_hf.data.formats import BadRows, DataFormatError, check_choice, csv_records, warn_skipped
-from alc_hf.data.query_labels import RaggedIds, XMCData
+from alc_hf.data.labelled_pairs import LabelledPairs
+from alc_hf.data.query_labels import XMCData
 
 __all__ = ["TABLE_SPLITS", "read_product_tables"]
 
@@ -70,7 +73,9 @@ def read_product_tables(
     Raises:
         ValueError: a bad option.
         FileNotFoundError: a needed file is missing.
-        DataFormatError: bad content; the message names the file, the line and the CSV row.
+        DataFormatError: bad content; the message names the file, the line and the CSV row. A pair labelled both 1
+            and 0 is always an error naming both lines (never skipped); an exact repeat of a row counts once, with a
+            logged warning (:class:`~alc_hf.data.labelled_pairs.LabelledPairs`).
     """
     check_choice("split", split, TABLE_SPLITS)
     if isinstance(text_fields, str):
@@ -87,18 +92,21 @@ def read_product_tables(
     if first_bad_label is not None:  # a catalog row cannot be dropped: it may be another query's positive
         raise DataFormatError(f"{data_dir}/{first_bad_label}")
 
-    problems = BadRows(data_dir / f"{split}.csv", skip_bad_rows)
-    query_order: dict[str, int] = {}  # ltable_id -> query position (before dropping)
+    pairs_path = data_dir / f"{split}.csv"
+    problems = BadRows(pairs_path, skip_bad_rows)
+    rows = _read_pairs(pairs_path)
+    if not rows:
+        raise DataFormatError(f"{pairs_path}: no rows after the header (split {split!r} is empty)")
+    lines = [line for _, line, _, _, _ in rows]
+    pairs = LabelledPairs(lambda row: f"{pairs_path}:{lines[row]}", marks=("label 1", "label 0"))
     bad_queries: set[str] = set()
-    positives: list[list[int]] = []
-    negatives: list[list[int]] = []
 
     def bad(line: int, reason: str, ltable_id: str | None) -> None:
         problems.report(line, reason)
         if ltable_id is not None:
             bad_queries.add(ltable_id)
 
-    for row_number, line, left, right, label in _read_pairs(data_dir / f"{split}.csv"):
+    for row, (row_number, line, left, right, label) in enumerate(rows):
         if left not in a_ids:
             bad(line, f"row {row_number}: ltable_id {left!r} not found in tableA.csv", None)
             continue
@@ -108,25 +116,21 @@ def read_product_tables(
         if label not in ("0", "1"):
             bad(line, f"row {row_number}: label {label!r}, expected 0 or 1", left)
             continue
-        if left not in query_order:
-            query_order[left] = len(positives)
-            positives.append([])
-            negatives.append([])
-            problem = a_problems[a_ids[left]]
-            if problem is not None:
-                bad(line, f"row {row_number}: ltable_id {left!r}: {problem}", left)
-        target = positives[query_order[left]] if label == "1" else negatives[query_order[left]]
-        if b_ids[right] not in target:
-            target.append(b_ids[right])
+        known_queries = len(pairs.query_keys)
+        pairs.add(row, left, b_ids[right], right, label == "1")
+        problem = a_problems[a_ids[left]]
+        if len(pairs.query_keys) > known_queries and problem is not None:
+            bad(line, f"row {row_number}: ltable_id {left!r}: {problem}", left)
+    pairs.warn_repeats(source)
 
-    keep = [left not in bad_queries for left in query_order]
-    query_ids = [left for left, kept in zip(query_order, keep, strict=True) if kept]
+    keep = np.array([left not in bad_queries for left in pairs.query_keys], dtype=bool)
+    query_ids = [left for left, kept in zip(pairs.query_keys, keep, strict=True) if kept]
     warn_skipped(source, problems.skipped)
     return XMCData(
         queries=[a_texts[a_ids[left]] for left in query_ids],
         labels=labels,
-        positives=RaggedIds.from_lists([row for row, kept in zip(positives, keep, strict=True) if kept]),
-        negatives=RaggedIds.from_lists([row for row, kept in zip(negatives, keep, strict=True) if kept]),
+        positives=pairs.positives().select_rows(keep),
+        negatives=pairs.negatives().select_rows(keep),
         source=source,
         skipped=problems.skipped,
         query_ids=query_ids,

@@ -6,19 +6,25 @@
    (``sheet.plan.json``), :func:`write_sheet` the rows of a round: ``round, traffic_index, query, top1_label, score``
    and an empty ``correct`` column, for a person to fill in with 1 (the top-1 label is right) or 0.
 2. :func:`read_labels` reads the sheet back, strictly: every row must be the plan's row at its place (a sheet from
-   another plan, a reordered or edited row is an error naming its line), a label must be 0/1 (or yes/no,
-   true/false), and a round counts only when all its rows are labelled (the guarantee needs the whole uniform
-   sample: a partly labelled round is an error that names the empty lines).
+   another plan, an edited row is an error naming its line; numbers are compared as numbers, to the digits the
+   sheet shows, so a sheet saved by a spreadsheet reads back), a label must be one of :data:`LABEL_SPELLINGS`, and
+   a round counts only when all its rows are labelled (the guarantee needs the whole uniform sample: a partly
+   labelled round is an error that names the empty lines and the missing rows).
 3. :func:`certify_sheet` certifies from the labelled rounds at ``delta / max_rounds``; when the loosest certified
    threshold is followed by an undecided one and rounds remain, :func:`write_sheet` adds the next round's rows.
+4. :func:`record_certification` keeps every certification of a model in its folder's ``certifications.json``, one
+   entry per (traffic, accept score, target precision, delta); the card's "Certified thresholds" section lists them
+   all (:func:`certifications_card_section`). A new certification replaces only the entry with its own key.
 """
 
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,21 +36,70 @@ from alc_hf.evaluation.report import write_atomically
 from alc_hf.metrics.certify import Certification, certify_threshold, draw_order, labelling_region
 
 __all__ = [
+    "CERTIFICATIONS_FILE",
+    "LABEL_SPELLINGS",
     "SHEET_COLUMNS",
     "CertificationPlan",
     "SheetLabels",
-    "certification_card_section",
+    "certification_record",
+    "certifications_card_section",
     "certify_sheet",
+    "parse_label",
     "plan_certification",
     "plan_path",
     "read_labels",
+    "record_certification",
     "replace_card_section",
+    "why_not_looser",
     "write_sheet",
 ]
 
 SHEET_COLUMNS = ("round", "traffic_index", "query", "top1_label", "score", "correct")
-LABEL_VALUES = {"1": True, "yes": True, "y": True, "true": True, "0": False, "no": False, "n": False, "false": False}
+_LABEL_WORDS = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
+# Said alike by the reader's message, the sheet's instructions and docs/evaluation.md.
+LABEL_SPELLINGS = (
+    "1, yes, y or true when the top-1 label is right; 0, no, n or false when it is wrong (any case; 1.0 and 0.0 too)"
+)
+# A heading that starts both this section and the single-certificate section of earlier versions.
 CARD_HEADING = "## Certified threshold"
+# Every certification of a model, in its folder: what the card section shows and what a deployment reads.
+CERTIFICATIONS_FILE = "certifications.json"
+# The fields that say what a certification is of: a new one with the same replaces the old one.
+CERTIFICATION_KEY = ("traffic", "accept_score", "target_precision", "delta")
+
+
+def parse_label(text: str) -> bool | None:
+    """A sheet's ``correct`` cell: True (right), False (wrong), None (empty); ValueError for anything else."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    if text in _LABEL_WORDS:
+        return _LABEL_WORDS[text]
+    number = _sheet_number(text)
+    if number is not None and number in (0, 1):
+        return number == 1
+    raise ValueError(f"correct {text!r}: expected {LABEL_SPELLINGS}")
+
+
+def _sheet_number(text: str) -> decimal.Decimal | None:
+    """A number as a sheet holds it (``12``, ``12.0``, ``0.55776``, ``5.5776E-01``), or None."""
+    try:
+        number = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _half_unit(number: decimal.Decimal) -> decimal.Decimal:
+    """Half a unit of the last digit ``number`` was written with: how far the value it stands for can be."""
+    return decimal.Decimal(5).scaleb(number.as_tuple().exponent - 1)
+
+
+def _same_number(text: str, written: str) -> bool:
+    """Whether the sheet's ``text`` is the number the plan ``written`` there, to the digits each shows: a spreadsheet
+    drops trailing zeros (``0.55776`` for ``0.557760``), shows fewer digits or an exponent, never another value."""
+    number, expected = _sheet_number(text), decimal.Decimal(written)
+    return number is not None and abs(number - expected) <= _half_unit(number) + _half_unit(expected)
 
 
 def plan_path(sheet: str | Path) -> Path:
@@ -74,6 +129,8 @@ class CertificationPlan:
     queries: list[str]
     top1_labels: list[str]
     version: int = field(default=1)
+    # The model folder as an absolute path, whose card step 2 writes; None for a Hub id or an installed model.
+    model_dir: str | None = None
 
     @property
     def round_delta(self) -> float:
@@ -132,6 +189,7 @@ def plan_certification(
     max_rounds: int = 1,
     max_coverage: float = 1.0,
     seed: int = 0,
+    model_dir: str | None = None,
 ) -> CertificationPlan:
     """The plan of a certification of ``target_precision`` on the traffic whose top-1 predictions have ``scores``
     (``-inf``: none), ``queries`` and ``top1_labels``: rounds of ``budget`` labels, at most ``max_rounds``, drawn in
@@ -160,6 +218,7 @@ def plan_certification(
         order=[int(i) for i in order],
         queries=[queries[i] for i in order],
         top1_labels=[top1_labels[i] for i in order],
+        model_dir=model_dir,
     )
 
 
@@ -192,8 +251,8 @@ def read_labels(sheet: str | Path, plan: CertificationPlan) -> SheetLabels:
     Raises:
         FileNotFoundError: no sheet.
         DataFormatError: a missing column, a row the plan does not hold (an unknown or repeated traffic_index, or
-            one whose round or score differs from the plan's), a label other than 0/1 (yes/no, true/false), a round
-            partly labelled, no round labelled; the message names the line.
+            one whose round or score differs from the plan's), a label not in :data:`LABEL_SPELLINGS`, a round
+            partly labelled (its empty lines and missing rows named), no round labelled; the message names the line.
     """
     sheet = Path(sheet)
     place_of = {index: place for place, index in enumerate(plan.order)}
@@ -202,24 +261,24 @@ def read_labels(sheet: str | Path, plan: CertificationPlan) -> SheetLabels:
     line_at: dict[int, int] = {}
     for _, line, values in csv_records(sheet, SHEET_COLUMNS):
         round_text, index_text, _, _, score, correct = (value.strip() for value in values)
-        place = place_of.get(int(index_text)) if index_text.isdigit() else None
+        index = _sheet_number(index_text)
+        place = place_of.get(int(index)) if index is not None and index == int(index) else None
         if place is None or place >= plan.num_rounds_possible * plan.round_size:
             raise DataFormatError(f"{sheet}:{line}: traffic_index {index_text!r} is not a row of the plan")
         if place in line_at:
             raise DataFormatError(f"{sheet}:{line}: traffic_index {index_text} is already on line {line_at[place]}")
         expected = plan.rows(place // plan.round_size + 1)[place % plan.round_size]
-        if (round_text, score) != (str(expected["round"]), expected["score"]):
+        if not (_same_number(round_text, str(expected["round"])) and _same_number(score, str(expected["score"]))):
             raise DataFormatError(
                 f"{sheet}:{line}: traffic_index {index_text} has round {round_text} and score {score}, but the plan "
                 f"{plan_path(sheet).name} says round {expected['round']} and score {expected['score']}: keep those "
                 "columns as written"
             )
-        if correct and correct.lower() not in LABEL_VALUES:
-            raise DataFormatError(
-                f"{sheet}:{line}: correct {correct!r}, expected 1 (the top-1 label is right) or 0 (it is wrong)"
-            )
+        try:
+            label_at[place] = parse_label(correct)
+        except ValueError as error:
+            raise DataFormatError(f"{sheet}:{line}: {error}") from None
         rows.append(list(values))
-        label_at[place] = LABEL_VALUES.get(correct.lower())
         line_at[place] = line
     rounds = 0
     while rounds < plan.num_rounds_possible:
@@ -229,15 +288,22 @@ def read_labels(sheet: str | Path, plan: CertificationPlan) -> SheetLabels:
         if len(missing) + len(empty) == len(places):
             break  # the round is not labelled (or not written yet)
         if missing or empty:
-            shown = ", ".join(map(str, empty[:5])) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-            said = f"empty 'correct' on lines {shown}" if empty else f"{len(missing)} of its rows are missing"
+            said = []
+            if empty:
+                said.append(f"empty 'correct' on line{'s' if len(empty) > 1 else ''} {_first_few(empty)}")
+            if missing:
+                named = [f"traffic_index {plan.order[place]} ({plan.queries[place]!r})" for place in missing]
+                verb = "are" if len(missing) > 1 else "is"
+                said.append(f"{len(missing)} of its rows {verb} missing: {_first_few(named)}")
             raise DataFormatError(
-                f"{sheet}: round {rounds + 1} is partly labelled ({said}): label every row of a round, the guarantee "
-                "needs its whole random sample"
+                f"{sheet}: round {rounds + 1} is partly labelled ({'; '.join(said)}): label every row of a round, the "
+                "guarantee needs its whole random sample"
             )
         rounds += 1
     if rounds == 0:
-        raise DataFormatError(f"{sheet}: no round is labelled yet: fill in the 'correct' column (1 or 0) of its rows")
+        raise DataFormatError(
+            f"{sheet}: no round is labelled yet: fill in the 'correct' column of its rows ({LABEL_SPELLINGS})"
+        )
     labelled = range(min(rounds * plan.round_size, len(plan.order)))
     return SheetLabels(
         positions=np.array([plan.order[place] for place in labelled], dtype=np.int64),
@@ -247,8 +313,17 @@ def read_labels(sheet: str | Path, plan: CertificationPlan) -> SheetLabels:
     )
 
 
+def _first_few(items: Sequence[object], shown: int = 5) -> str:
+    return ", ".join(map(str, items[:shown])) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
 def certify_sheet(sheet: str | Path) -> tuple[CertificationPlan, SheetLabels, Certification]:
     """Certify from a sheet's labelled rounds (each round at ``delta / max_rounds``)."""
+    sheet = Path(sheet)
+    if not sheet.is_file():
+        raise FileNotFoundError(
+            f"no sheet {sheet}: `alc-hf certify MODEL --data ... --split ... --budget N --sheet {sheet}` writes it"
+        )
     plan = CertificationPlan.load(plan_path(sheet))
     labels = read_labels(sheet, plan)
     if labels.rounds > plan.max_rounds:
@@ -264,28 +339,98 @@ def certify_sheet(sheet: str | Path) -> tuple[CertificationPlan, SheetLabels, Ce
     return plan, labels, certification
 
 
-def certification_card_section(plan: CertificationPlan, certification: Certification) -> str:
-    """The model card's section on the certified threshold."""
-    confidence = f"{1 - plan.delta:.0%}"
-    common = (
-        f"from {certification.num_labelled} labelled top-1 predictions of `{plan.traffic}` "
-        f"({certification.num_predictions} queries), drawn at random above {plan.region_threshold:.4f} "
-        f"(`alc-hf certify`, fixed-sequence testing with an exact hypergeometric bound; `alc_hf.metrics.certify`)"
+def why_not_looser(certification: Certification) -> str:
+    """Why the sequence stopped where it did, in figures: the first threshold not certified, its labelled
+    predictions and the lower bound they give (empty when every candidate was certified)."""
+    if certification.stopped_threshold is None:
+        return ""
+    labelled, correct = certification.stopped_num_labelled, certification.stopped_num_correct
+    where = "the strictest threshold tested" if not certification.certified else "the next looser threshold"
+    if labelled == 0:
+        return f"{where}, {certification.stopped_threshold:.6f}, has no labelled prediction at or above it"
+    return (
+        f"{where}, {certification.stopped_threshold:.6f}, has {labelled} labelled prediction(s) at or above it, "
+        f"{correct} correct ({correct / labelled:.3f}), which only show a precision of at least "
+        f"{certification.stopped_precision_lower_bound:.3f} there with probability {1 - certification.delta:.1%}, "
+        f"under the target {certification.target_precision:g}"
     )
-    if not certification.certified:
-        body = (
-            f"No threshold could be certified for precision {plan.target_precision:g} at confidence {confidence} "
-            f"{common}: accept nothing automatically, or label more."
+
+
+def certification_record(
+    plan: CertificationPlan, labels: SheetLabels, certification: Certification, sheet: str | Path
+) -> dict:
+    """One certification as JSON takes it: what it is of (:data:`CERTIFICATION_KEY`), where it came from, when,
+    and its figures."""
+    return {
+        "traffic": plan.traffic,
+        "accept_score": plan.accept_score,
+        "target_precision": plan.target_precision,
+        "delta": plan.delta,
+        "model": plan.model,
+        "sheet": str(Path(sheet).resolve()),
+        "certified_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "rounds_labelled": labels.rounds,
+        "max_rounds": plan.max_rounds,
+        "round_delta": plan.round_delta,
+        "max_coverage": plan.max_coverage,
+        "certification": certification.to_dict(),
+    }
+
+
+def record_certification(model_dir: str | Path, record: dict) -> tuple[list[dict], dict | None]:
+    """Add ``record`` to ``model_dir/certifications.json`` (written atomically), replacing the entry with the same
+    :data:`CERTIFICATION_KEY` if there is one. Returns every entry, and the one replaced (None if none)."""
+    path = Path(model_dir) / CERTIFICATIONS_FILE
+    records: list[dict] = []
+    if path.is_file():
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))["certifications"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataFormatError(
+                f"{path}: not a list of certifications ({error}); move it away to start anew"
+            ) from error
+    key = tuple(record[name] for name in CERTIFICATION_KEY)
+    replaced = next((each for each in records if tuple(each.get(name) for name in CERTIFICATION_KEY) == key), None)
+    records = [each for each in records if each is not replaced] + [record]
+    write_atomically(path, json.dumps({"certifications": records}, indent=2, allow_nan=False).encode())
+    return records, replaced
+
+
+def certifications_card_section(records: Sequence[dict]) -> str:
+    """The model card's section listing every certification of ``records`` (as :func:`certification_record` makes
+    them), one paragraph each."""
+    paragraphs = []
+    for record in records:
+        figures = record["certification"]
+        confidence = f"{1 - record['delta']:.0%}"
+        heading = (
+            f"### `{record['accept_score']}` at precision {record['target_precision']:g}, confidence {confidence}, "
+            f"on `{record['traffic']}`"
         )
-    else:
-        body = (
-            f"Accept the top-1 label when its `{plan.accept_score}` score is at least "
-            f"**{certification.threshold:.6f}**: on that traffic its precision is at least {plan.target_precision:g} "
-            f"with probability {confidence} (lower bound {certification.precision_lower_bound:.3f}; "
-            f"{certification.num_labelled_accepted} labelled above it, {certification.labelled_precision:.3f} "
-            f"correct), and it accepts {certification.coverage:.1%} of it. Certified {common}."
+        common = (
+            f"from {figures['num_labelled']} labelled top-1 predictions ({figures['num_predictions']} queries), drawn "
+            f"at random above {figures['region_threshold']:.6f}, on {record['certified_at']} (sheet "
+            f"`{Path(record['sheet']).name}`; `alc-hf certify`, fixed-sequence testing with an exact hypergeometric "
+            "bound, `alc_hf.metrics.certify`)"
         )
-    return f"{CARD_HEADING}\n\n{body}\n"
+        if figures["threshold"] is None:
+            body = (
+                f"No threshold could be certified {common}: accept nothing automatically by this score, or label more."
+            )
+        else:
+            body = (
+                f"Accept the top-1 label when its `{record['accept_score']}` score is at least "
+                f"**{figures['threshold']:.6f}**: on that traffic its precision is at least "
+                f"{record['target_precision']:g} with probability {confidence} (lower bound "
+                f"{figures['precision_lower_bound']:.3f}; {figures['num_labelled_accepted']} labelled above it, "
+                f"{figures['labelled_precision']:.3f} correct), and it accepts {figures['coverage']:.1%} of it. "
+                f"Certified {common}."
+            )
+        paragraphs.append(f"{heading}\n\n{body}\n")
+    return (
+        f"{CARD_HEADING}s\n\nEach certification holds for its own traffic and accept score; "
+        f"`{CERTIFICATIONS_FILE}` in this folder holds their figures.\n\n" + "\n".join(paragraphs)
+    )
 
 
 def replace_card_section(card: str, section: str) -> str:

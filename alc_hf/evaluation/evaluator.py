@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from sentence_transformers.util import get_rank
 
 from alc_hf.data.views import EvaluationView
 from alc_hf.evaluation.accept import (
@@ -255,12 +256,12 @@ class CoverageEvaluator(BaseEvaluator):
         if self.pairwise:  # every candidate is retrieved, so every labelled pair gets each score
             k = max(k, *(int(view.candidates.lengths().max(initial=1)) for view in (self.calibration, self.test)))
         if self._shared_corpus:
-            embedded = self._encode_corpus(model, [self.calibration, self.test])
+            embedded = self._encode_corpus(model, [self.calibration, self.test], "labels")
             corpus = {"calibration": embedded, "test": embedded}
             index = dict.fromkeys(corpus, LabelIndex(embedded, kind=self.index_kind))
         else:
-            corpus = {"calibration": self._encode_corpus(model, [self.calibration])}
-            corpus["test"] = self._encode_corpus(model, [self.test])
+            corpus = {"calibration": self._encode_corpus(model, [self.calibration], "calibration labels")}
+            corpus["test"] = self._encode_corpus(model, [self.test], "test labels")
             index = {role: LabelIndex(embedded, kind=self.index_kind) for role, embedded in corpus.items()}
         # Each decision's cost is timed once the catalog is embedded (done once, offline). The loop ends on the test
         # split, so test_seconds keeps the test split's times; the accept scores' times add to retrieval's.
@@ -271,7 +272,8 @@ class CoverageEvaluator(BaseEvaluator):
         roles = (("calibration", self.calibration), ("test", self.test))
         for role, view in roles[1:] if self.calibration is self.test else roles:
             started = time.perf_counter()
-            query_embeddings[role] = self._encode(model.encode_query, view.queries)
+            what = "queries" if self.calibration is self.test else f"{role} queries"
+            query_embeddings[role] = self._encode(model.encode_query, view.queries, what)
             top = predict_split(view, query_embeddings[role], index[role], k, role)
             predictions["cosine"][role] = top
             test_seconds["cosine"] = time.perf_counter() - started
@@ -346,21 +348,25 @@ class CoverageEvaluator(BaseEvaluator):
         needed = np.unique(np.concatenate([view.candidates.ids for view in views]))
         return needed if needed.size else np.arange(1)  # nothing is scored, but the index needs the dimension
 
-    def _encode_corpus(self, model: Any, views: list[EvaluationView]) -> np.ndarray:
+    def _encode_corpus(self, model: Any, views: list[EvaluationView], what: str) -> np.ndarray:
         """The embeddings of the label corpus the ``views`` share; in a block view only the candidates are
         embedded, and the other rows hold a unit placeholder no search reads."""
         corpus = views[0].corpus
         needed = self._labels_to_embed(views)
         if needed.size == len(corpus):
-            return self._encode(model.encode_document, corpus)
-        embedded = self._encode(model.encode_document, [corpus[i] for i in needed])
+            return self._encode(model.encode_document, corpus, what)
+        embedded = self._encode(model.encode_document, [corpus[i] for i in needed], f"{what} (the candidates)")
         placeholder = np.zeros(embedded.shape[1], dtype=np.float32)
         placeholder[0] = 1.0
         full = np.tile(placeholder, (len(corpus), 1))
         full[needed] = embedded
         return full
 
-    def _encode(self, encode: Any, texts: list[str]) -> np.ndarray:
+    def _encode(self, encode: Any, texts: list[str], what: str) -> np.ndarray:
+        """Embed ``texts``; with progress bars, a line first says what the bar counts (once, on the first
+        process: under several processes each embeds its shard)."""
+        if self.show_progress_bar and get_rank() == 0:
+            print(f"Embedding {len(texts):,} {what} ...", flush=True)
         return embed_texts(encode, texts, self.batch_size, self.show_progress_bar)
 
     @property

@@ -147,7 +147,11 @@ class Certification:
     predictions above the threshold. ``labelled_precision``: the share correct among the labelled ones there.
     ``next_undecided``: the candidate after the certified one could still reach the target (its ``1 - delta``
     upper bound is at least the target): more labels may certify a looser threshold. False when every candidate was
-    certified, or when the next one is below the target with confidence ``1 - delta``."""
+    certified, or when the next one is below the target with confidence ``1 - delta``.
+
+    ``stopped_*``: where the sequence stopped, the first candidate not certified (None and 0 when every one was):
+    its threshold, the labelled predictions at or above it, how many of them are correct, and the exact ``1 -
+    delta`` lower bound they give the precision there, under the target: why nothing looser is certified."""
 
     target_precision: float
     delta: float
@@ -163,6 +167,10 @@ class Certification:
     num_certified: int
     next_undecided: bool
     region_threshold: float
+    stopped_threshold: float | None = None
+    stopped_num_labelled: int = 0
+    stopped_num_correct: int = 0
+    stopped_precision_lower_bound: float | None = None
 
     @property
     def certified(self) -> bool:
@@ -274,6 +282,16 @@ def certify_threshold(
         "next_undecided": next_undecided,
         "region_threshold": float(region_threshold),
     }
+    if num_certified < candidates.size:
+        stop = num_certified
+        common.update(
+            stopped_threshold=float(candidates[stop]),
+            stopped_num_labelled=int(num_labelled[stop]),
+            stopped_num_correct=int(num_correct[stop]),
+            stopped_precision_lower_bound=precision_lower_bound(
+                int(num_correct[stop]), int(num_labelled[stop]), int(num_accepted[stop]), delta
+            ),
+        )
     if num_certified == 0:
         return Certification(
             threshold=math.inf,

@@ -274,6 +274,7 @@ def parse_recipe_arguments(dataclass_types: Sequence[type], argv: Sequence[str] 
     config_file, argv = split_config_file(list(sys.argv[1:] if argv is None else argv))
     parser = HfArgumentParser(
         dataclass_types,
+        allow_abbrev=False,  # a misspelt option is an error, never taken for the option it abbreviates
         description=f"Options also come from a YAML or JSON file: `train_alc.py config.yaml [options]` or "
         f"`{CONFIG_FLAG} config.yaml`; the command line overrides the file.",
     )
