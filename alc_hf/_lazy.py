@@ -1,4 +1,4 @@
-"""Package faces that import their parts on first use: ``import alc_hf.metrics`` must not load torch just because
+"""Package faces that import their parts on first use: ``import alc_hf.core.metrics`` must not load torch just because
 ``alc_hf`` also offers losses, and ``from alc_hf import ALCLoss`` still works."""
 
 from __future__ import annotations

@@ -1,142 +1,158 @@
 """The ``alc-hf`` command.
 
+alc-hf train [config.yaml] [--option value ...]        fine-tune with ALC + TCM (alc-hf train --help: every option)
 alc-hf evaluate [MODEL] [--data catalog|wdc|tables|xmc|beir|pairs] [--data_dir DIR] [--text_fields F ...]
-    [--query_column C --label_column C ...] [--view corpus|labelled] [--output_dir DIR]
+    [--query_column C --label_column C ...] [--evaluation_view corpus|labelled] [--output_dir DIR]
 alc-hf certify [MODEL] --data ... --split SPLIT --budget N [--sheet labels.csv] [--target_precision 0.9]
 alc-hf certify --labels labels.csv
+
+Every option shared with the train program is declared once (:mod:`alc_hf.data.options`,
+:mod:`alc_hf.evaluation.options`); each command's own are the dataclasses below. ``alc-hf --help`` imports nothing
+beyond the standard library: a command's options are read only when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from alc_hf.command_line import DEBUG_ENVIRONMENT_VARIABLE, OptionRange, check_ranges, run_program, unknown_arguments
-from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
-from alc_hf.evaluation.accept import ACCEPT_SCORES, FITTED_SCORES
-from alc_hf.metrics import CALIBRATION_METHODS
-from alc_hf.models import DEFAULT_MODEL
+from alc_hf.core.program import (
+    DEBUG_ENVIRONMENT_VARIABLE,
+    OptionRange,
+    check_option_ranges,
+    run_program,
+    unknown_arguments,
+)
 
 if TYPE_CHECKING:
-    from alc_hf.evaluation.certify import CertificationPlan
+    from alc_hf.evaluation.certification_sheet import CertificationPlan
 
+COMMANDS = {
+    "train": "fine-tune a bi-encoder with ALC + TCM, measure coverage before and after, save the model folder",
+    "evaluate": "coverage of a saved model at thresholds calibrated on one split and applied to another",
+    "certify": "a threshold whose precision on your own traffic is guaranteed, from a few labelled top-1 predictions",
+}
+DESCRIPTIONS = {
+    "evaluate": "Embed a dataset's calibration and test splits with a saved model, calibrate a threshold per target "
+    "precision on the calibration split, apply it to test, print a table and write JSON and PNG.",
+    "certify": "Step 1, `alc-hf certify MODEL --data ... --split S --budget N --sheet labels.csv`: retrieve the "
+    "top-1 of every query of the split S (your traffic; its labels, if any, are not used) and write the N "
+    "predictions a person labels, drawn at random, as a CSV with an empty `correct` column. Step 2, `alc-hf certify "
+    "--labels labels.csv` once the column is filled in: the threshold with the most coverage whose precision on that "
+    "traffic is at least the target with probability 1 - delta, the coverage it gives, and a next round of rows to "
+    "label when more could certify a looser threshold.",
+}
+MODEL_HELP = "saved model folder or Hub id (default: sentence-transformers/all-MiniLM-L6-v2, offline when installed)"
 
-def _add_model_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
-    """The model, the data and how it is retrieved and scored: what ``evaluate`` and ``certify`` share."""
-    parser.add_argument(
-        "model",
-        nargs="?",
-        default=DEFAULT_MODEL if model_required else None,
-        help=f"saved model folder or Hub id (default: {DEFAULT_MODEL}, offline when installed)",
-    )
-    parser.add_argument("--data", choices=DATA_FORMATS, default="catalog", help=DATA_FORMAT_HELP)
-    parser.add_argument("--data_dir", help="folder of the data (every format but catalog)")
-    for name, help_text in DATA_OPTION_HELP.items():
-        parser.add_argument(f"--{name}", nargs="+" if name == "text_fields" else None, help=help_text)
-    parser.add_argument(
-        "--view",
-        choices=("corpus", "labelled"),
-        help="rank against every label, or only the labelled candidates (default: labelled for tables/wdc and for "
-        "pairs with --relevance_column, corpus otherwise)",
-    )
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="the built-in catalog's seed, and the seed of the random calibration half (xmc; beir or pairs without a "
-        "calibration split)",
-    )
-    parser.add_argument("--device", help="e.g. cpu or cuda (default: sentence-transformers' choice)")
-    parser.add_argument(
-        "--verifier",
-        help="a saved cross-encoder that decides acceptance from the texts (default: MODEL/verifier when the recipe "
-        "saved one there)",
-    )
-    parser.add_argument("--rerank_depth", type=int, default=5, help="top predictions verifier_rerank re-ranks")
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help=f"show the traceback of an error, not only its message (as {DEBUG_ENVIRONMENT_VARIABLE}=1 does)",
-    )
-
-
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The command line, and each command's own parser (whose options a misspelt one is compared with)."""
-    # No abbreviations: argparse would take a misspelt --query_colum for --query_column without a word.
-    parser = argparse.ArgumentParser(prog="alc-hf", description=__doc__.split("\n")[0], allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True)
-    evaluate = commands.add_parser(
-        "evaluate",
-        allow_abbrev=False,
-        help="coverage of a saved model at thresholds calibrated on one split and applied to another",
-        description="Embed a dataset's calibration and test splits with a saved model, calibrate a threshold per "
-        "target precision on the calibration split, apply it to test, print a table and write JSON and PNG.",
-    )
-    _add_model_options(evaluate)
-    evaluate.add_argument("--output_dir", default="coverage_evaluation", help="where coverage.json/.png go")
-    evaluate.add_argument("--target_precisions", type=float, nargs="+", default=[0.9, 0.95])
-    evaluate.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default="empirical")
-    evaluate.add_argument("--delta", type=float, default=0.05, help="Clopper-Pearson risk level")
-    evaluate.add_argument(
-        "--accept_scores",
-        nargs="+",
-        choices=ACCEPT_SCORES,
-        help="what decides acceptance, the first being the main report (default: cosine; pair_head and combined "
-        "when the model folder holds the ALC pair head it was trained with; verifier and verifier_rerank with a "
-        "verifier)",
-    )
-
-    certify = commands.add_parser(
-        "certify",
-        allow_abbrev=False,
-        help="a threshold whose precision on your own traffic is guaranteed, from a few labelled top-1 predictions",
-        description="Step 1, `alc-hf certify MODEL --data ... --split S --budget N --sheet labels.csv`: retrieve "
-        "the top-1 of every query of the split S (your traffic; its labels, if any, are not used) and write the N "
-        "predictions a person labels, drawn at random, as a CSV with an empty `correct` column. Step 2, `alc-hf "
-        "certify --labels labels.csv` once the column is filled in with 1 (right) or 0 (wrong): the threshold with "
-        "the most coverage whose precision on that traffic is at least the target with probability 1 - delta, the "
-        "coverage it gives, and a next round of rows to label when more could certify a looser threshold.",
-    )
-    _add_model_options(certify, model_required=False)
-    certify.add_argument("--labels", type=Path, help="step 2: the labelled sheet to certify from")
-    certify.add_argument("--split", help="step 1: the split that plays the traffic (e.g. test)")
-    certify.add_argument("--budget", type=int, help="step 1: predictions to label per round")
-    certify.add_argument("--sheet", type=Path, default=Path("certification/labels.csv"), help="step 1: the sheet")
-    certify.add_argument("--target_precision", type=float, default=0.9)
-    certify.add_argument("--delta", type=float, default=0.05, help="the risk that the certified precision is missed")
-    certify.add_argument(
-        "--max_rounds", type=int, default=1, help="rounds of --budget labels at most (they share delta)"
-    )
-    certify.add_argument(
-        "--max_coverage",
-        type=float,
-        default=1.0,
-        help="the most coverage looked for: labels are drawn from the best-scored share of the traffic",
-    )
-    certify.add_argument("--accept_score", choices=ACCEPT_SCORES, default="cosine", help="the score to threshold")
-    certify.add_argument("--draw_seed", type=int, default=0, help="seed of the random draw of the rows to label")
-    certify.add_argument("--overwrite", action="store_true", help="replace an existing sheet and its plan")
-    return parser, {"evaluate": evaluate, "certify": certify}
-
-
-# Checked before any data is read or any model loaded.
+# Checked when the options are parsed, before any data is read or any model loaded.
 RANGES = {
-    "target_precisions": OptionRange(0, 1, low_included=False),
+    "per_device_eval_batch_size": OptionRange(1),
     "target_precision": OptionRange(0, 1, low_included=False, high_included=False),
-    "delta": OptionRange(0, 1, low_included=False, high_included=False),
-    "batch_size": OptionRange(1),
-    "rerank_depth": OptionRange(1),
     "budget": OptionRange(1),
     "max_rounds": OptionRange(1),
     "max_coverage": OptionRange(0, 1, low_included=False),
 }
+
+
+@dataclass
+class SavedModelArguments:
+    """How ``evaluate`` and ``certify`` run a saved model."""
+
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Texts per batch when embedding."})
+    device: str | None = field(default=None, metadata={"help": "e.g. cpu or cuda (default: sentence-transformers')."})
+    verifier: str | None = field(
+        default=None,
+        metadata={
+            "help": "A saved cross-encoder that decides acceptance from the texts (default: MODEL/verifier when the "
+            "train program saved one there)."
+        },
+    )
+    debug: bool = field(
+        default=False,
+        metadata={"help": f"Show the traceback of an error, not only its message (as {DEBUG_ENVIRONMENT_VARIABLE}=1)."},
+    )
+
+    def __post_init__(self) -> None:
+        check_option_ranges(self, RANGES)
+
+
+@dataclass
+class EvaluateArguments:
+    output_dir: str = field(default="coverage_evaluation", metadata={"help": "Where coverage.json and .png go."})
+    accept_scores: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "What decides acceptance, the first being the main report (default: cosine; pair_head and "
+            "combined when the model folder holds the ALC pair head it was trained with; verifier and "
+            "verifier_rerank with a verifier)."
+        },
+    )
+
+
+@dataclass
+class CertifyArguments:
+    labels: str | None = field(default=None, metadata={"help": "Step 2: the labelled sheet to certify from."})
+    split: str | None = field(default=None, metadata={"help": "Step 1: the split that plays the traffic (e.g. test)."})
+    budget: int | None = field(default=None, metadata={"help": "Step 1: predictions to label per round."})
+    sheet: str = field(default="certification/labels.csv", metadata={"help": "Step 1: the sheet to write."})
+    target_precision: float = field(default=0.9, metadata={"help": "The precision to certify, in (0, 1)."})
+    max_rounds: int = field(default=1, metadata={"help": "Rounds of --budget labels at most (they share --delta)."})
+    max_coverage: float = field(
+        default=1.0,
+        metadata={"help": "The most coverage looked for: labels are drawn from the best-scored share of the traffic."},
+    )
+    accept_score: str = field(default="cosine", metadata={"help": "The score to threshold."})
+    draw_seed: int = field(default=0, metadata={"help": "Seed of the random draw of the rows to label."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing sheet and its plan."})
+
+    def __post_init__(self) -> None:
+        check_option_ranges(self, RANGES)
+
+
+def _command_parser(command: str) -> Any:
+    """The parser of ``alc-hf evaluate`` or ``alc-hf certify``: the shared dataclasses, the command's own, and MODEL.
+    No abbreviation is taken: argparse would read a misspelt --query_colum as --query_column without a word."""
+    from transformers import HfArgumentParser
+
+    from alc_hf.data.options import DataArguments
+    from alc_hf.evaluation.accept import ACCEPT_SCORES
+    from alc_hf.evaluation.options import CalibrationArguments, RetrievalArguments, RiskArguments
+
+    shared = (DataArguments, RetrievalArguments)
+    own = (
+        (CalibrationArguments, RiskArguments, EvaluateArguments)
+        if command == "evaluate"
+        else (RiskArguments, CertifyArguments)
+    )
+    parser = HfArgumentParser(
+        (*shared, SavedModelArguments, *own),
+        prog=f"alc-hf {command}",
+        description=DESCRIPTIONS[command],
+        allow_abbrev=False,
+    )
+    parser.add_argument("model", nargs="?", default=None, help=MODEL_HELP)
+    for action in parser._actions:
+        if action.dest in ("accept_scores", "accept_score"):
+            action.choices = ACCEPT_SCORES
+    return parser
+
+
+def _parse_command(command: str, argv: list[str]) -> argparse.Namespace:
+    """The options of ``command`` as one namespace (with ``data``'s :meth:`~DataArguments.source` as ``source``);
+    an unknown option is argparse's error, naming the nearest known one."""
+    parser = _command_parser(command)
+    *options, extra, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        known = [option for action in parser._actions for option in action.option_strings]
+        parser.error(unknown_arguments(remaining, known))
+    values = {name: value for each in options for name, value in vars(each).items()}
+    return argparse.Namespace(**values, model=extra.model, source=options[0].source())
 
 
 def _accept_models(args: argparse.Namespace) -> tuple[object, object]:
@@ -144,7 +160,7 @@ def _accept_models(args: argparse.Namespace) -> tuple[object, object]:
     data is read) and the ALC pair head saved with the model, each None when there is none."""
     from alc_hf.losses.pair_head import saved_pair_head
     from alc_hf.models import resolve_model_path
-    from alc_hf.verifier import load_verifier
+    from alc_hf.models.verifier import load_verifier
 
     verifier_path = args.verifier or (
         Path(args.model) / "verifier" if (Path(args.model) / "verifier").is_dir() else None
@@ -154,23 +170,22 @@ def _accept_models(args: argparse.Namespace) -> tuple[object, object]:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from alc_hf.data.views import load_evaluation_views
+    from alc_hf.data.loading import load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.outputs import write_reports
     from alc_hf.evaluation.report import accept_score_caveats, accept_score_table
-    from alc_hf.models import load_encoder
+    from alc_hf.models import DEFAULT_MODEL, load_encoder
 
-    check_ranges(vars(args), RANGES)
+    args.model = args.model or DEFAULT_MODEL
     verifier, pair_head = _accept_models(args)
-    options = {name: getattr(args, name) for name in DATA_OPTION_HELP}
-    calibration, test = load_evaluation_views(args.data_dir, args.data, args.view, seed=args.seed, **options)
+    calibration, test = load_evaluation_views(**args.source, view=args.evaluation_view)
     evaluator = CoverageEvaluator(
         calibration,
         test,
         target_precisions=args.target_precisions,
         calibration_method=args.calibration_method,
         delta=args.delta,
-        batch_size=args.batch_size,
+        batch_size=args.per_device_eval_batch_size,
         show_progress_bar=True,
         pair_head=pair_head,
         verifier=verifier,
@@ -191,7 +206,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _certify(args: argparse.Namespace, given: set[str]) -> None:
-    check_ranges(vars(args), RANGES)
     if args.labels is not None:
         # Everything step 1 decides is in the plan: an option here would be silently ignored.
         ignored = sorted(given - {"labels", "debug"})
@@ -201,7 +215,7 @@ def _certify(args: argparse.Namespace, given: set[str]) -> None:
                 f"--labels certifies from a sheet and its plan alone, as step 1 planned it: drop {shown} (to certify "
                 "otherwise, write a new sheet with step 1)"
             )
-        _certify_from_labels(args.labels)
+        _certify_from_labels(Path(args.labels))
     else:
         missing = [f"--{name}" for name in ("split", "budget") if getattr(args, name) is None]
         if missing:
@@ -210,14 +224,16 @@ def _certify(args: argparse.Namespace, given: set[str]) -> None:
 
 
 def _write_certification_sheet(args: argparse.Namespace) -> None:
-    from alc_hf.data.views import load_evaluation_view, load_evaluation_views
+    from alc_hf.data.loading import load_evaluation_view, load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
-    from alc_hf.evaluation.certify import LABEL_SPELLINGS, plan_certification, plan_path, write_sheet
-    from alc_hf.models import load_encoder
+    from alc_hf.evaluation.accept import FITTED_SCORES
+    from alc_hf.evaluation.certification_sheet import LABEL_SPELLINGS, plan_certification, plan_path, write_sheet
+    from alc_hf.models import DEFAULT_MODEL, load_encoder
 
     model_name = args.model or DEFAULT_MODEL
     args.model = model_name
-    sheet, plan_file = args.sheet, plan_path(args.sheet)
+    sheet = Path(args.sheet)
+    plan_file = plan_path(sheet)
     existing = [str(path) for path in (sheet, plan_file) if path.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(
@@ -225,17 +241,16 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
             "replace them, or choose another --sheet"
         )
     verifier, pair_head = _accept_models(args)
-    options = {name: getattr(args, name) for name in DATA_OPTION_HELP}
-    traffic = load_evaluation_view(args.data_dir, args.data, args.split, args.view, seed=args.seed, **options)
+    traffic = load_evaluation_view(split=args.split, view=args.evaluation_view, **args.source)
     # Only the combined scores are fitted on a calibration split; the other scores rank the traffic on their own.
     calibration = traffic
     if args.accept_score in FITTED_SCORES:
-        calibration = load_evaluation_views(args.data_dir, args.data, args.view, seed=args.seed, **options)[0]
+        calibration = load_evaluation_views(**args.source, view=args.evaluation_view)[0]
     evaluator = CoverageEvaluator(
         calibration,
         traffic,
         precision_at_k=(1,),
-        batch_size=args.batch_size,
+        batch_size=args.per_device_eval_batch_size,
         show_progress_bar=True,
         pair_head=pair_head,
         verifier=verifier,
@@ -275,8 +290,8 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
 
 
 def _certify_from_labels(sheet: Path) -> None:
-    from alc_hf.evaluation.certify import certification_record, certify_sheet, why_not_looser, write_sheet
-    from alc_hf.evaluation.report import write_atomically
+    from alc_hf.core.files import write_atomically
+    from alc_hf.evaluation.certification_sheet import certification_record, certify_sheet, why_not_looser, write_sheet
 
     plan, labels, certification = certify_sheet(sheet)
     confidence = f"{1 - plan.delta:.0%}"
@@ -319,13 +334,13 @@ def _certify_from_labels(sheet: Path) -> None:
 def _record_in_model_folder(plan: CertificationPlan, record: dict, written: Path) -> None:
     """Keep the certification in the model folder's ``certifications.json`` beside the others and rewrite the card's
     section from them, saying what a new one replaces; a model that is no local folder is told so."""
-    from alc_hf.evaluation.certify import (
+    from alc_hf.core.files import write_atomically
+    from alc_hf.evaluation.certification_sheet import (
         CERTIFICATIONS_FILE,
         certifications_card_section,
         record_certification,
         replace_card_section,
     )
-    from alc_hf.evaluation.report import write_atomically
 
     # Plans written before the model folder was recorded name it as given.
     model_dir = plan.model_dir or (str(Path(plan.model).resolve()) if Path(plan.model).is_dir() else None)
@@ -356,29 +371,44 @@ def _record_in_model_folder(plan: CertificationPlan, record: dict, written: Path
     )
 
 
-def _given_options(command: argparse.ArgumentParser, command_argv: Sequence[str]) -> set[str]:
+def _given_options(command: str, command_argv: Sequence[str]) -> set[str]:
     """The ``dest`` of each option written in ``command_argv`` (``model`` for a MODEL): a default cannot be told
     from a value given. argparse sets a default only where the namespace has no value yet, so each starts as a
     marker that only a given value replaces (an absent optional positional gets its default, None)."""
+    parser = _command_parser(command)
     unset = object()
-    namespace = argparse.Namespace(**{action.dest: unset for action in command._actions})
-    command.parse_known_args(list(command_argv), namespace)
+    namespace = argparse.Namespace(**{action.dest: unset for action in parser._actions})
+    parser.parse_known_args(list(command_argv), namespace)
     return {name for name, value in vars(namespace).items() if value is not unset and value is not None}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    """``alc-hf COMMAND ...``: the commands, each parsed by its own parser once chosen."""
+    parser = argparse.ArgumentParser(
+        prog="alc-hf",
+        description="Train, measure and certify embedding models whose similarity threshold can be trusted.",
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        commands.add_parser(name, help=help_text, add_help=False)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, commands = _parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        options = [option for action in commands[args.command]._actions for option in action.option_strings]
-        commands[args.command].error(unknown_arguments(unknown, options))
+    command = _top_parser().parse_args(argv[:1]).command
+    rest = argv[1:]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "evaluate":
-        run = functools.partial(_evaluate, args)
-    else:
-        run = functools.partial(_certify, args, _given_options(commands["certify"], argv[argv.index("certify") + 1 :]))
-    return run_program(run, f"alc-hf {args.command}", debug=args.debug)
+    if command == "train":
+        from alc_hf.training.train import main as train
+
+        return run_program(lambda: train(rest), "alc-hf train")
+    debug = "--debug" in rest or any(argument.startswith("--debug=") for argument in rest)
+    if command == "evaluate":
+        return run_program(lambda: _evaluate(_parse_command(command, rest)), "alc-hf evaluate", debug=debug)
+    given = _given_options(command, rest)
+    return run_program(lambda: _certify(_parse_command(command, rest), given), "alc-hf certify", debug=debug)
 
 
 if __name__ == "__main__":

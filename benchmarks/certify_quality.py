@@ -9,7 +9,8 @@ The model is the recommended configuration (ALC + TCM, k = 2, clustered batches)
 query's top-1 by cosine among its labelled candidates. Its ground truth plays the person who labels.
 
 For each seed and each budget (``--budgets``, labels in one round), ``--draws`` random draws each certify a threshold
-(``alc_hf.metrics.certify``, ``delta`` 0.05): the share of draws whose certified threshold really reaches the target
+(``alc_hf.core.metrics.certify``, ``delta`` 0.05): the share of draws whose certified threshold really reaches the
+target
 on the whole traffic (a draw that certifies nothing accepts nothing, and misses nothing), the share that certify
 anything, the coverage (0 where nothing is certified) and its ratio to the oracle (the most coverage at which the
 traffic reaches the target), and the precision really reached where something is certified. Beside them, the
@@ -34,9 +35,15 @@ import numpy as np
 import table_quality
 from sentence_transformers import SentenceTransformer
 
+from alc_hf.core.files import write_atomically
+from alc_hf.core.metrics import (
+    calibrate_threshold,
+    certify_threshold,
+    coverage_at_threshold,
+    draw_order,
+    labelling_region,
+)
 from alc_hf.evaluation import CoverageEvaluator
-from alc_hf.evaluation.report import write_atomically
-from alc_hf.metrics import calibrate_threshold, certify_threshold, coverage_at_threshold, draw_order, labelling_region
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ("alc_tcm", "clustered")

@@ -83,7 +83,7 @@ def sampled_hardness(
     args: argparse.Namespace,
 ) -> float:
     """batch_hardness over ``args.hardness_batches`` random batches of the plan (compact per-row arrays)."""
-    from alc_hf.data import batch_hardness
+    from alc_hf.core.clustering import batch_hardness
 
     rows, queries, labels, row_query, row_label = data
     rng = np.random.default_rng(args.seed)
@@ -100,7 +100,7 @@ def sampled_hardness(
 
 
 def measure(arm: str, args: argparse.Namespace) -> None:
-    from alc_hf.data import ClusteredBatchSampler, UniqueQueryLabelBatchSampler
+    from alc_hf.training import ClusteredBatchSampler, UniqueQueryLabelBatchSampler
 
     data = synthetic_data(args)
     rows, queries = data[0], data[1]

@@ -56,7 +56,7 @@ def write_embeddings(work_dir: Path, args: argparse.Namespace) -> None:
 
 
 def run_flat(corpus: np.ndarray, queries: np.ndarray, pairs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from alc_hf.retrieval import LabelIndex
+    from alc_hf.core.retrieval import LabelIndex
 
     top = LabelIndex(corpus, kind="flat").search(queries, k, filter_pairs=pairs)
     return top.ids, top.scores
@@ -102,7 +102,7 @@ def peak_rss_mb() -> float:
 def measure(args: argparse.Namespace) -> None:
     # Each arm imports only what it needs, before the clock starts.
     if args.arm == "flat":
-        import alc_hf.retrieval  # noqa: F401
+        import alc_hf.core.retrieval  # noqa: F401
     else:
         import torch  # noqa: F401
     imported_mb = peak_rss_mb()

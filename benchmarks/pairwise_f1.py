@@ -5,7 +5,7 @@
 
 Every labelled (query, candidate) pair of valid and test (the DeepMatcher / WDC pair files, read as block views) is
 scored; a pair is predicted a match when its score reaches the threshold with the best F1 on valid, and precision,
-recall and F1 are measured on test (``alc_hf.metrics.pairwise_f1``, through ``CoverageEvaluator(pairwise=True)``).
+recall and F1 are measured on test (``alc_hf.core.metrics.pairwise_f1``, through ``CoverageEvaluator(pairwise=True)``).
 Rows: all-MiniLM-L6-v2 off the shelf (cosine), and the recommended configuration (ALC + TCM, k = 2, clustered
 batches) as ``table_quality.py --keep_models`` trains it (the folder ``verifier_quality.py`` shares; trained here when
 missing), by each accept score it has: the cosine, the ALC pair head, the combined score. Mean ± std over seeds.
@@ -23,8 +23,8 @@ from pathlib import Path
 import table_quality
 from sentence_transformers import SentenceTransformer
 
+from alc_hf.core.files import write_atomically
 from alc_hf.evaluation import CoverageEvaluator
-from alc_hf.evaluation.report import write_atomically
 from alc_hf.losses.pair_head import saved_pair_head
 from alc_hf.models import load_encoder
 

@@ -25,13 +25,12 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from table_quality import DATASETS, build_arm_loss
 
 from alc_hf.data import (
-    ClusteredBatchSampler,
-    UniqueQueryLabelBatchSampler,
     builtin_catalog,
     read_product_tables,
     training_rows,
 )
 from alc_hf.models import load_encoder
+from alc_hf.training import ClusteredBatchSampler, UniqueQueryLabelBatchSampler
 
 BASELINE = "MultipleNegativesRankingLoss"
 

@@ -51,23 +51,21 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from torch import nn
 from transformers import TrainerCallback, set_seed
 
+from alc_hf.core.clustering import batch_hardness
+from alc_hf.core.files import write_atomically
+from alc_hf.core.metrics import finite_or_none
 from alc_hf.data import (
-    ClusteredBatchSampler,
-    ClusterRefreshCallback,
     EvaluationView,
-    UniqueQueryLabelBatchSampler,
-    XMCData,
-    batch_hardness,
+    QueryLabelData,
     evaluation_view,
     read_product_tables,
     training_rows,
 )
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport
-from alc_hf.evaluation.report import write_atomically
 from alc_hf.losses.base import loss_chain
-from alc_hf.metrics import finite_or_none
 from alc_hf.models import DEFAULT_MODEL, load_encoder
-from alc_hf.training.config import build_loss, find_pair_head, pair_head_learning_rates
+from alc_hf.training import ClusteredBatchSampler, ClusterRefreshCallback, UniqueQueryLabelBatchSampler
+from alc_hf.training.loss_composition import build_loss, find_pair_head, pair_head_learning_rates
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -154,7 +152,7 @@ def load_views(
 ) -> tuple[EvaluationView, EvaluationView]:
     """Block views ``(calibration, test)``: valid -> test, or (selection) one half of valid -> the other half."""
 
-    def read(split: str) -> XMCData:
+    def read(split: str) -> QueryLabelData:
         return read_product_tables(data_dir, split=split, text_fields=text_fields)
 
     if split_for_selection == "test":
@@ -238,7 +236,7 @@ def batching_arguments(batching: str, args: argparse.Namespace) -> tuple[Any, li
 
 
 def train(
-    arm: str, batching: str, seed: int, train_data: XMCData, args: argparse.Namespace, save_to: Path | None
+    arm: str, batching: str, seed: int, train_data: QueryLabelData, args: argparse.Namespace, save_to: Path | None
 ) -> tuple[SentenceTransformer, nn.Module, dict]:
     set_seed(seed)  # before the loss: the pair head is initialised when it is built
     model = load_encoder(args.model)
@@ -291,7 +289,7 @@ def loss_options(args: argparse.Namespace) -> dict[str, float]:
     return {name: getattr(args, name) for name in LOSS_OPTIONS if getattr(args, name) is not None}
 
 
-def hardness(model: SentenceTransformer, train_data: XMCData, seed: int, args: argparse.Namespace) -> dict:
+def hardness(model: SentenceTransformer, train_data: QueryLabelData, seed: int, args: argparse.Namespace) -> dict:
     """The mean cosine of each query's hardest in-batch negative (among the other rows' positives) in the first
     epoch's batches, random vs clustered, with this model's embeddings (the off-the-shelf model: what the first
     epoch's clusters are built from)."""

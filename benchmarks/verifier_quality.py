@@ -10,7 +10,8 @@ missing from ``outputs/verifier_quality/<dataset>_bi_encoders_models/`` are trai
 For each seed, one cross-encoder verifier is trained from all-MiniLM-L6-v2 (a new classification head; with
 ``--start_from mine_with``, from that seed's mining bi-encoder) on the train split's positives, its labelled
 negatives and ``--num_mined`` negatives per query mined with the ``--mine_with`` bi-encoder of that seed
-(``alc_hf.verifier``; by default the recommended configuration). Every bi-encoder of ``--bi_encoders`` trained by
+(``alc_hf.training.verifier``; by default the recommended configuration). Every bi-encoder of ``--bi_encoders``
+trained by
 ``table_quality.py --keep_models`` (same data, budget and seeds) is then evaluated with that verifier behind it, in
 the block view, thresholds calibrated on valid and applied to test, by every accept score the pair allows:
 ``cosine``; the ALC pair head and the combined score when the bi-encoder has one; ``verifier`` (its probability for
@@ -40,16 +41,16 @@ import table_quality
 from sentence_transformers import SentenceTransformer
 from transformers.trainer_utils import get_last_checkpoint
 
+from alc_hf.core.files import write_atomically
 from alc_hf.data import read_product_tables
 from alc_hf.evaluation import CoverageEvaluator
-from alc_hf.evaluation.report import write_atomically
 from alc_hf.losses.pair_head import saved_pair_head
-from alc_hf.verifier import (
+from alc_hf.models.verifier import DEFAULT_MAX_LENGTH
+from alc_hf.training.verifier import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
     DEFAULT_MAX_EPOCHS,
-    DEFAULT_MAX_LENGTH,
     DEFAULT_NUM_MINED,
     DEFAULT_PATIENCE,
     DEFAULT_POS_WEIGHT,
@@ -57,7 +58,7 @@ from alc_hf.verifier import (
     truncated_pair_share,
     verifier_pairs,
 )
-from alc_hf.verifier import (
+from alc_hf.training.verifier import (
     SELECTION_FILE as VERIFIER_SELECTION_FILE,
 )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alc_hf.data.query_labels import RaggedIds
+from alc_hf.core.query_labels import RaggedIds
 
 
 @dataclass(frozen=True)

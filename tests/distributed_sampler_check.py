@@ -17,7 +17,7 @@ import numpy as np
 import torch.distributed as dist
 from accelerate.data_loader import BatchSamplerShard
 
-from alc_hf.data.clustered import ClusteredBatchSampler, ClusterRefreshCallback
+from alc_hf.training.clustered_batches import ClusteredBatchSampler, ClusterRefreshCallback
 from tests.test_clustered_sampler import family_rows
 from tests.tiny_model import load_tiny_encoder
 

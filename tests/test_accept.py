@@ -10,11 +10,11 @@ from scipy.optimize import minimize
 
 from alc_hf import PairHead
 from alc_hf.cli import main as cli_main
+from alc_hf.core.metrics import calibrate_threshold, coverage_at_threshold
 from alc_hf.data import builtin_catalog, evaluation_view
 from alc_hf.evaluation import CoverageEvaluator
 from alc_hf.evaluation.accept import fit_logistic_regression, pair_head_logits
 from alc_hf.losses.pair_head import saved_pair_head
-from alc_hf.metrics import calibrate_threshold, coverage_at_threshold
 
 
 def test_logistic_regression_matches_an_independent_fit():
@@ -170,7 +170,9 @@ def test_command_loads_the_pair_head_saved_with_the_model(tiny_model, views, tmp
         for (name, saved), (_, original) in zip(loaded.state_dict().items(), head.state_dict().items(), strict=True):
             assert torch.equal(saved, original), name
     output = tmp_path / "report"
-    assert cli_main(["evaluate", str(model_dir), "--output_dir", str(output), "--batch_size", "256"]) == 0
+    assert (
+        cli_main(["evaluate", str(model_dir), "--output_dir", str(output), "--per_device_eval_batch_size", "256"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "accept score" in printed and "pair_head" in printed and "combined" in printed
     assert sorted(path.name for path in output.iterdir()) == [
@@ -188,7 +190,7 @@ def test_verifier_accept_decision_matches_an_independent_loop(tiny_encoder_dir, 
     a loop over the same bi-encoder ranking and the verifier's own logits (and an independent combined fit)."""
     from sentence_transformers import CrossEncoder
 
-    from alc_hf.verifier import train_verifier, verifier_pairs
+    from alc_hf.training.verifier import train_verifier, verifier_pairs
     from tests.tiny_model import build_tiny_encoder_files, load_tiny_encoder
 
     bi_encoder = load_tiny_encoder(tiny_encoder_dir)

@@ -1,8 +1,11 @@
-"""The shape of the package holds: the NumPy-only parts load no deep-learning library, and the ``evaluate`` module
-is self-contained. Each import runs in a fresh interpreter, so nothing this test process loaded can hide a leak."""
+"""The shape of the package holds: its folders are layers and every import points down (derived from the folders,
+checked on the source), the floor and the data layer load no deep-learning library, ``alc-hf --help`` loads no
+torch, and the ``evaluate`` module is self-contained. Each import runs in a fresh interpreter, so nothing this test
+process loaded can hide a leak."""
 
 from __future__ import annotations
 
+import ast
 import doctest
 import json
 import math
@@ -17,8 +20,8 @@ import evaluate
 import numpy as np
 import pytest
 
+from alc_hf.core.metrics import threshold_metrics, threshold_results
 from alc_hf.evaluation import COVERAGE_METRIC_PATH
-from alc_hf.metrics import threshold_metrics, threshold_results
 
 HEAVY = ("torch", "sentence_transformers", "datasets", "transformers")
 
@@ -35,19 +38,122 @@ def modules_loaded_by(statement: str, roots: tuple[str, ...] = HEAVY, before: st
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+PACKAGE = Path(__file__).resolve().parent.parent / "alc_hf"
+# The layers, bottom to top: a module's layer is its folder's (cli.py is the top). The faces at the package root
+# (__init__.py, _lazy.py) serve names lazily and belong to no layer.
+LAYERS = ("core", "data", "models", "losses", "evaluation", "training", "cli")
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of ``alc_hf.<part>...`` (None for the package's face and ``alc_hf._lazy``)."""
+    part = module.split(".")[1] if module.count(".") else ""
+    return LAYERS.index(part) if part in LAYERS else None
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+    return ".".join(parts)
+
+
+def alc_hf_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every alc_hf module ``path`` imports, at the top or inside a function, and of every module
+    a package face serves lazily (the keys of its ``lazy_exports`` mapping)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy_exports":
+            mapping = node.args[1]
+            found += [(key.lineno, key.value) for key in mapping.keys if isinstance(key, ast.Constant)]
+    return [(line, module) for line, module in found if module == "alc_hf" or module.startswith("alc_hf.")]
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_lives_in_a_layer():
+    homeless = [module_name(path) for path in SOURCES if layer_of(module_name(path)) is None]
+    assert sorted(homeless) == ["alc_hf", "alc_hf._lazy"], homeless
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[module_name(path) for path in SOURCES])
+def test_imports_point_down_only(path):
+    """A module imports from its own layer or the layers below it; a package face serves its own folder only."""
+    module = module_name(path)
+    own = layer_of(module)
+    if own is None:
+        return  # the package's face serves names from every layer, lazily; _lazy imports nothing of alc_hf
+    upward = [
+        f"line {line}: {imported} ({LAYERS[layer_of(imported)]})"
+        for line, imported in alc_hf_imports(path)
+        if layer_of(imported) is not None and layer_of(imported) > own
+    ]
+    assert not upward, f"{module} ({LAYERS[own]}) imports from a layer above it: {upward}"
+
+
 @pytest.mark.parametrize(
     "statement",
     [
         "import alc_hf",
-        "import alc_hf.metrics",
-        "import alc_hf.retrieval",
-        "import alc_hf.command_line",
-        "from alc_hf.data import RaggedIds, XMCData, read_xmc, read_product_tables, read_beir, read_pairs",
+        # Every module of the floor; of the `evaluate` module's folder its maths (the module itself and its Space
+        # app import `evaluate`, which brings torch: they are checked below, against what `evaluate` loads).
+        *(
+            f"import {module_name(path)}"
+            for path in SOURCES
+            if module_name(path).startswith("alc_hf.core")
+            and module_name(path)
+            not in ("alc_hf.core.coverage_metric.coverage_metric", "alc_hf.core.coverage_metric.app")
+        ),
+        "from alc_hf.data import RaggedIds, QueryLabelData, read_xmc, read_product_tables, read_beir, read_pairs",
         "from alc_hf.data import load_evaluation_views, load_query_label_data",
+        "import alc_hf.data.options",
+        "import alc_hf.evaluation.options",
     ],
 )
 def test_numpy_only_parts_load_no_deep_learning_library(statement):
     assert modules_loaded_by(statement) == []
+
+
+def test_alc_hf_help_loads_no_torch():
+    statement = "from alc_hf.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    assert modules_loaded_by(statement) == []
+
+
+FACES = [path for path in SOURCES if path.name == "__init__.py" and "lazy_exports" in path.read_text()]
+
+
+@pytest.mark.parametrize("face", FACES, ids=[module_name(path) for path in FACES])
+def test_each_lazy_face_names_what_it_serves_for_editors(face):
+    """The TYPE_CHECKING block of a lazy package face imports exactly the names it serves, from the same modules,
+    so that editors and type checkers find them."""
+    tree = ast.parse(face.read_text(encoding="utf-8"))
+    served = {
+        (key.value, name.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy_exports"
+        for key, names in zip(node.args[1].keys, node.args[1].values, strict=True)
+        for name in names.elts
+    }
+    checked = {
+        (node.module, alias.name)
+        for block in tree.body
+        if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING"
+        for node in ast.walk(block)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    # A name may be imported from the package that re-exports it (``from alc_hf.losses import ALCLoss``).
+    assert {name for _, name in checked} == {name for _, name in served}
+    assert all(
+        module.startswith(served_from) or served_from.startswith(module)
+        for (module, name) in checked
+        for served_from, served_name in served
+        if served_name == name
+    )
 
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -92,7 +198,7 @@ print(json.dumps({{"result": result, "added": added}}))
 @pytest.mark.parametrize("arguments", [{}, {"method": "clopper_pearson", "delta": 0.2}], ids=["empirical", "cp"])
 def test_the_evaluate_module_brings_nothing_but_itself_and_gives_the_package_figures(tmp_path, arguments):
     """Offline, in a fresh interpreter: loading and computing adds no deep-learning library and nothing of alc_hf
-    beyond what ``import evaluate`` already loaded, and the figures are ``alc_hf.metrics``'s."""
+    beyond what ``import evaluate`` already loaded, and the figures are ``alc_hf.core.metrics``'s."""
     ran = compute_in_fresh_process(COVERAGE_METRIC_PATH, tmp_path, **arguments)
     assert not set(ran["added"]) & {*HEAVY, "alc_hf"}, ran["added"]
     expected = threshold_metrics(

@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 
 from alc_hf.cli import main as cli_main
-from alc_hf.command_line import run_program
+from alc_hf.core.program import run_program
 from alc_hf.training import run as run_module
 from alc_hf.training.config import parse_recipe_arguments
 from alc_hf.training.output_dir import check_output_dir, publish_model_dir, remove_files, set_aside_earlier_run
-from tests.test_recipe import RECIPE, SMALL_RUN, load_recipe
+from tests.test_recipe import RECIPE, SMALL_RUN, train_program
 
 ENVIRONMENT = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def recipe_status(tiny_encoder_dir: Path, output_dir: Path, *options: str) -> int:
     """The recipe's exit status, run as its ``__main__`` runs it (errors reported, not raised)."""
-    recipe = load_recipe()
+    recipe = train_program()
     argv = ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *options]
     return run_program(lambda: recipe.main(argv), "train_alc.py")
 
@@ -185,7 +185,7 @@ BAD_OPTIONS = [
 def test_a_bad_option_stops_the_recipe_before_any_work(
     tiny_encoder_dir, tmp_path, capsys, monkeypatch, options, message
 ):
-    recipe = load_recipe()
+    recipe = train_program()
     monkeypatch.setattr(recipe, "load_encoder", lambda *_: pytest.fail("the model was loaded before the check"))
     argv = ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(tmp_path / "run"), *options]
     assert run_program(lambda: recipe.main(argv), "train_alc.py") == 2
@@ -196,7 +196,7 @@ def test_a_bad_option_stops_the_recipe_before_any_work(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--batch_size", "0"], r"--batch_size 0: expected a value >= 1"),
+        (["--per_device_eval_batch_size", "0"], r"--per_device_eval_batch_size 0: expected a value >= 1"),
         (["--target_precisions", "1.2"], r"--target_precisions 1\.2: expected a value in \(0, 1\]"),
         (["--delta", "1"], r"--delta 1\.0: expected a value in \(0, 1\)"),
         (["--rerank_depth", "0"], r"--rerank_depth 0: expected a value >= 1"),
@@ -222,13 +222,13 @@ def test_no_args_file_beside_the_script_is_read(tmp_path, monkeypatch):
     # HfArgumentParser would read `<script>.args` into the options: a file no user passed must change nothing.
     (tmp_path / "train_alc.args").write_text("--max_steps 7")
     monkeypatch.setattr(sys, "argv", [str(tmp_path / "train_alc.py")])
-    *_, args = parse_recipe_arguments(load_recipe().ARGUMENTS, [])
+    *_, args = parse_recipe_arguments(train_program().ARGUMENTS, [])
     assert args.max_steps == -1
 
 
 def test_the_recipe_defaults_warm_up_without_a_deprecation_warning(caplog):
     with caplog.at_level(logging.WARNING):
-        *_, args = parse_recipe_arguments(load_recipe().ARGUMENTS, [])
+        *_, args = parse_recipe_arguments(train_program().ARGUMENTS, [])
     assert args.warmup_steps == 0.1 and args.warmup_ratio is None
     assert not [record for record in caplog.records if "deprecated" in record.getMessage()]
 
@@ -330,7 +330,7 @@ def test_a_finished_run_is_refused_then_replaced_whole(tiny_encoder_dir, tmp_pat
 
 
 def run_recipe_raising(tiny_encoder_dir: Path, output_dir: Path, *options: str) -> None:
-    load_recipe().main(
+    train_program().main(
         ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *options]
     )
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from alc_hf.core.query_labels import QueryLabelData
 from alc_hf.data.catalog import SPLIT_RATES, SPLITS, builtin_catalog, catalog_products, max_num_products
-from alc_hf.data.query_labels import XMCData
 
 NUM_PRODUCTS = 3000
 
 
 @pytest.fixture(scope="module")
-def splits() -> dict[str, XMCData]:
+def splits() -> dict[str, QueryLabelData]:
     return {split: builtin_catalog(seed=0, split=split, num_products=NUM_PRODUCTS) for split in SPLITS}
 
 
@@ -18,7 +18,7 @@ def _rows(ragged) -> list[list[int]]:
     return [row.tolist() for row in ragged]
 
 
-def test_deterministic_for_a_seed(splits: dict[str, XMCData]) -> None:
+def test_deterministic_for_a_seed(splits: dict[str, QueryLabelData]) -> None:
     # Fresh objects (the second call may hit the cache, so compare values, and also against another seed).
     again = builtin_catalog(seed=0, split="tst", num_products=NUM_PRODUCTS)
     first = splits["tst"]
@@ -31,7 +31,7 @@ def test_deterministic_for_a_seed(splits: dict[str, XMCData]) -> None:
     assert other.labels != first.labels
 
 
-def test_labels_identical_across_splits_and_unique(splits: dict[str, XMCData]) -> None:
+def test_labels_identical_across_splits_and_unique(splits: dict[str, QueryLabelData]) -> None:
     labels = splits["trn"].labels
     assert len(labels) == NUM_PRODUCTS
     assert len(set(labels)) == len(labels)
@@ -40,7 +40,7 @@ def test_labels_identical_across_splits_and_unique(splits: dict[str, XMCData]) -
     assert [p.title for p in catalog_products(0, NUM_PRODUCTS)] == labels
 
 
-def test_query_texts_disjoint_across_splits(splits: dict[str, XMCData]) -> None:
+def test_query_texts_disjoint_across_splits(splits: dict[str, QueryLabelData]) -> None:
     texts = {split: {" ".join(q.lower().split()) for q in data.queries} for split, data in splits.items()}
     for split, data in splits.items():
         assert len(texts[split]) == data.num_queries  # no duplicates within a split either
@@ -49,7 +49,7 @@ def test_query_texts_disjoint_across_splits(splits: dict[str, XMCData]) -> None:
     assert not texts["val"] & texts["tst"]
 
 
-def test_split_sizes(splits: dict[str, XMCData]) -> None:
+def test_split_sizes(splits: dict[str, QueryLabelData]) -> None:
     for split, data in splits.items():
         assert data.num_queries == round(SPLIT_RATES[split] * NUM_PRODUCTS)
     assert splits["trn"].num_queries == 6000
@@ -57,7 +57,7 @@ def test_split_sizes(splits: dict[str, XMCData]) -> None:
     assert splits["tst"].num_queries == 900
 
 
-def test_positives_and_negatives(splits: dict[str, XMCData]) -> None:
+def test_positives_and_negatives(splits: dict[str, QueryLabelData]) -> None:
     products = catalog_products(0, NUM_PRODUCTS)
     for data in splits.values():
         assert data.filter_pairs.shape == (0, 2)
@@ -78,13 +78,13 @@ def test_positives_and_negatives(splits: dict[str, XMCData]) -> None:
             assert all((products[j].type, products[j].brand) in brand_types for j in negatives)
 
 
-def test_multi_positive_share(splits: dict[str, XMCData]) -> None:
+def test_multi_positive_share(splits: dict[str, QueryLabelData]) -> None:
     for data in splits.values():
         share = float(np.mean(data.positives.lengths() >= 2))
         assert 0.15 <= share <= 0.25, share
 
 
-def test_multi_positives_are_variants_or_bundles(splits: dict[str, XMCData]) -> None:
+def test_multi_positives_are_variants_or_bundles(splits: dict[str, QueryLabelData]) -> None:
     products = catalog_products(0, NUM_PRODUCTS)
     data = splits["trn"]
     kinds = {"variants": 0, "bundle": 0}

@@ -1,4 +1,4 @@
-"""Certifying a threshold on one's own traffic (``alc_hf.metrics.certify``): the guarantee over many draws from
+"""Certifying a threshold on one's own traffic (``alc_hf.core.metrics.certify``): the guarantee over many draws from
 synthetic traffic whose precision curve is known, fixed-sequence testing against a slow reference, and the bad input
 it refuses."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alc_hf.metrics.certify import (
+from alc_hf.core.metrics.certify import (
     certification_candidates,
     certify_threshold,
     draw_order,
@@ -175,7 +175,7 @@ def test_no_prediction_is_never_accepted_nor_drawn():
 
 
 def planned_traffic(tmp_path, budget=40, max_rounds=2, size=400, seed=5):
-    from alc_hf.evaluation.certify import plan_certification, plan_path, write_sheet
+    from alc_hf.evaluation.certification_sheet import plan_certification, plan_path, write_sheet
 
     scores, correct = synthetic_traffic(size, seed=seed, precision_at=lambda s: np.minimum(1, 0.25 + 0.9 * s))
     scores[3] = -np.inf  # a query without a prediction
@@ -214,7 +214,7 @@ def fill_in(sheet, correct, edit=None):
 
 
 def test_the_sheet_round_trips_and_certifies_as_the_function_does(tmp_path):
-    from alc_hf.evaluation.certify import certify_sheet, read_labels, write_sheet
+    from alc_hf.evaluation.certification_sheet import certify_sheet, read_labels, write_sheet
 
     plan, sheet, correct = planned_traffic(tmp_path)
     header, *rows = sheet.read_text().splitlines()
@@ -264,7 +264,7 @@ def test_the_sheet_round_trips_and_certifies_as_the_function_does(tmp_path):
 )
 def test_a_sheet_filled_in_wrongly_is_a_located_error(tmp_path, edit, message):
     from alc_hf.data.formats import DataFormatError
-    from alc_hf.evaluation.certify import certify_sheet
+    from alc_hf.evaluation.certification_sheet import certify_sheet
 
     _, sheet, correct = planned_traffic(tmp_path)
     fill_in(sheet, correct, edit=edit)
@@ -275,7 +275,7 @@ def test_a_sheet_filled_in_wrongly_is_a_located_error(tmp_path, edit, message):
 
 def test_a_sheet_saved_by_a_spreadsheet_reads_as_written(tmp_path):
     from alc_hf.data.formats import DataFormatError
-    from alc_hf.evaluation.certify import certify_sheet
+    from alc_hf.evaluation.certification_sheet import certify_sheet
 
     plan, sheet, correct = planned_traffic(tmp_path)
     fill_in(sheet, correct)
@@ -303,7 +303,7 @@ def test_a_sheet_saved_by_a_spreadsheet_reads_as_written(tmp_path):
 
 
 def test_the_docs_the_reader_and_its_message_agree_on_the_label_spellings():
-    from alc_hf.evaluation.certify import LABEL_SPELLINGS, parse_label
+    from alc_hf.evaluation.certification_sheet import LABEL_SPELLINGS, parse_label
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "evaluation.md").read_text()
     assert LABEL_SPELLINGS in " ".join(docs.split()), "docs/evaluation.md does not list the spellings the reader takes"
@@ -318,7 +318,7 @@ def test_the_docs_the_reader_and_its_message_agree_on_the_label_spellings():
 
 
 def test_a_missing_sheet_is_named_as_the_sheet(tmp_path):  # not as a missing plan
-    from alc_hf.evaluation.certify import certify_sheet
+    from alc_hf.evaluation.certification_sheet import certify_sheet
 
     _, sheet, _ = planned_traffic(tmp_path)
     sheet.unlink()
@@ -336,7 +336,7 @@ def certify_labels(sheet, capsys) -> str:
 def test_every_certification_keeps_its_own_entry_in_the_card_and_json(tmp_path, capsys, monkeypatch):
     import json
 
-    from alc_hf.evaluation.certify import CertificationPlan, plan_path
+    from alc_hf.evaluation.certification_sheet import CertificationPlan, plan_path
 
     model = tmp_path / "model"
     model.mkdir()
@@ -391,7 +391,7 @@ def test_every_certification_keeps_its_own_entry_in_the_card_and_json(tmp_path, 
 
 
 def test_no_certified_threshold_says_why_in_figures(tmp_path, capsys):
-    from alc_hf.evaluation.certify import certify_sheet
+    from alc_hf.evaluation.certification_sheet import certify_sheet
 
     _, sheet, correct = planned_traffic(tmp_path)
     fill_in(sheet, np.zeros_like(correct))  # every labelled top-1 wrong
@@ -412,14 +412,14 @@ def test_alc_hf_certify_writes_a_sheet_then_certifies_from_its_labels(tiny_encod
 
     from alc_hf.cli import main as cli_main
     from alc_hf.data import load_evaluation_view
-    from alc_hf.evaluation.certify import CertificationPlan, plan_path
+    from alc_hf.evaluation.certification_sheet import CertificationPlan, plan_path
 
     model = tmp_path / "model"
     shutil.copytree(tiny_encoder_dir, model)
     (model / "README.md").write_text("# A model\n\n## Training\n\nIts training.\n")
     sheet = tmp_path / "certification" / "labels.csv"
     step_1 = [str(model), "--split", "tst", "--budget", "60", "--sheet", str(sheet), "--max_rounds", "2"]
-    step_1 += ["--target_precision", "0.5", "--max_coverage", "0.5", "--batch_size", "256"]
+    step_1 += ["--target_precision", "0.5", "--max_coverage", "0.5", "--per_device_eval_batch_size", "256"]
     assert cli_main(["certify", *step_1]) == 0
     assert "Fill in its 'correct' column" in capsys.readouterr().out
     assert cli_main(["certify", *step_1]) == 2, "a sheet that may hold labels is never overwritten unasked"
@@ -463,7 +463,17 @@ def test_alc_hf_certify_writes_a_sheet_then_certifies_from_its_labels(tiny_encod
 
     # A budget over the region's size is said to be capped.
     capped = tmp_path / "capped.csv"
-    step_1 = [str(model), "--split", "tst", "--budget", "100000", "--sheet", str(capped), "--batch_size", "256"]
+    step_1 = [
+        str(model),
+        "--split",
+        "tst",
+        "--budget",
+        "100000",
+        "--sheet",
+        str(capped),
+        "--per_device_eval_batch_size",
+        "256",
+    ]
     assert cli_main(["certify", *step_1]) == 0
     rows = len(capped.read_text().splitlines()) - 1
     assert f"--budget 100000 is more than the {rows} predictions scoring at least" in capsys.readouterr().out
@@ -485,9 +495,9 @@ def test_alc_hf_certify_thresholds_any_accept_score(tiny_model, tiny_encoder_dir
     from alc_hf.cli import main as cli_main
     from alc_hf.data import load_evaluation_view, load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
-    from alc_hf.evaluation.certify import CertificationPlan, plan_path
+    from alc_hf.evaluation.certification_sheet import CertificationPlan, plan_path
     from alc_hf.losses import PairHead
-    from alc_hf.verifier import initial_verifier, load_verifier
+    from alc_hf.models.verifier import initial_verifier, load_verifier
 
     model_dir = tmp_path / "model"
     tiny_model.save_pretrained(str(model_dir))
@@ -497,7 +507,7 @@ def test_alc_hf_certify_thresholds_any_accept_score(tiny_model, tiny_encoder_dir
     initial_verifier(tiny_encoder_dir, seed=5).save_pretrained(str(model_dir / "verifier"))
     sheet = tmp_path / "labels.csv"
     options = ["--split", "tst", "--budget", "30", "--sheet", str(sheet), "--accept_score", accept_score]
-    assert cli_main(["certify", str(model_dir), *options, "--batch_size", "256"]) == 0
+    assert cli_main(["certify", str(model_dir), *options, "--per_device_eval_batch_size", "256"]) == 0
     plan = CertificationPlan.load(plan_path(sheet))
     # The combined scores are fitted on the catalog's calibration split (val); the pair head needs none.
     traffic = load_evaluation_view(None, "catalog", "tst")

@@ -17,13 +17,9 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from torch.utils.data import DataLoader
 
 from alc_hf import ALCLoss
-from alc_hf.data import ClusteredBatchSampler, ClusterRefreshCallback, UniqueQueryLabelBatchSampler
-from alc_hf.data.clustered import (
-    batch_hardness,
-    find_clustered_sampler,
-    hardest_negative_cosines,
-    neighbour_clusters,
-)
+from alc_hf.core.clustering import batch_hardness, hardest_negative_cosines, neighbour_clusters
+from alc_hf.training import ClusteredBatchSampler, ClusterRefreshCallback, UniqueQueryLabelBatchSampler
+from alc_hf.training.clustered_batches import find_clustered_sampler
 from tests.test_sampler import assert_unique, xmc_rows
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +160,7 @@ def test_without_embeddings_batches_are_the_random_ones_and_it_says_so_once(capl
     dataset = xmc_rows()
     sampler = clustered(dataset, 8, seed=5)
     parent = UniqueQueryLabelBatchSampler(dataset, batch_size=8, drop_last=False, seed=5)
-    with caplog.at_level(logging.WARNING, logger="alc_hf.data.clustered"):
+    with caplog.at_level(logging.WARNING, logger="alc_hf.training.clustered_batches"):
         for epoch in range(3):
             sampler.set_epoch(epoch)
             parent.set_epoch(epoch)

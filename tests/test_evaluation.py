@@ -19,13 +19,13 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 
 from alc_hf import TCMLoss
 from alc_hf.cli import main as cli_main
+from alc_hf.core.metrics import ScoreShiftWarning, calibrate_threshold, coverage_at_threshold, opis, precision_at_k
+from alc_hf.core.retrieval import LabelIndex
 from alc_hf.data import EvaluationView, RaggedIds, builtin_catalog, evaluation_view, table_split
+from alc_hf.data.loading import load_evaluation_views
 from alc_hf.data.rows import training_rows
-from alc_hf.data.views import load_evaluation_views
 from alc_hf.evaluation import COVERAGE_METRIC_PATH, CoverageEvaluator, coverage_report, plot_report, predict_split
 from alc_hf.evaluation.outputs import write_reports
-from alc_hf.metrics import ScoreShiftWarning, calibrate_threshold, coverage_at_threshold, opis, precision_at_k
-from alc_hf.retrieval import LabelIndex
 from tests.conftest import SHARED_DATA
 
 WDC_DIR = SHARED_DATA / "wdc_block_small"

@@ -1,4 +1,5 @@
-"""The pure tensor functions of alc_hf.losses.functional, each checked against a slow reference written here.
+"""The pure tensor functions of the losses (each loss's formula in its module, the shared ones in
+alc_hf.losses.functional), each checked against a slow reference written here.
 
 Every reference is a plain Python loop over rows and pairs (``math`` on floats), written from the method spec
 (``shared/method.md``) and the docstrings, never a vectorised copy of the implementation. Inputs are small, random
@@ -15,19 +16,19 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from alc_hf.losses.functional import (
-    hardest_negative_indices,
-    hardest_negative_triplet_loss,
-    multi_positive_softmax_loss,
-    pair_head_listwise_loss,
-    pair_head_pointwise_loss,
-    pair_representation,
-    positive_mask_from_ids,
-    tcm_from_violation_sums,
-    tcm_loss,
-    tcm_violation_sums,
-    token_sequence_keys,
-)
+from alc_hf.losses.alc import pair_head_listwise_loss, pair_head_pointwise_loss
+from alc_hf.losses.functional import hardest_negative_indices, positive_mask_from_ids, token_sequence_keys
+from alc_hf.losses.hardest_negative_triplet import hardest_negative_triplet_loss
+from alc_hf.losses.multi_positive_softmax import multi_positive_softmax_loss
+from alc_hf.losses.pair_head import pair_representation
+from alc_hf.losses.tcm import tcm_from_violation_sums, tcm_violation_sums
+
+
+def tcm_loss(scores, positive_mask, pos_margin=0.9, neg_margin=0.5, pos_weight=1.0, neg_weight=1.0):
+    """TCM on one process, as TCMLoss composes it: the violation sums divided by the counts."""
+    sums = tcm_violation_sums(scores, positive_mask, pos_margin, neg_margin)
+    return tcm_from_violation_sums(*sums, pos_weight=pos_weight, neg_weight=neg_weight)
+
 
 # (seed, queries B, candidates M)
 CASES = [(0, 5, 9), (1, 6, 11), (2, 7, 14)]

@@ -21,7 +21,7 @@ from alc_hf.cli import main as cli_main
 from alc_hf.data import builtin_catalog, load_evaluation_views, load_query_label_data, read_xmc, training_rows
 from alc_hf.data.formats import DataFormatError
 from alc_hf.evaluation import CoverageEvaluator
-from alc_hf.training.config import build_loss
+from alc_hf.training.loss_composition import build_loss
 from tests.conftest import SHARED_DATA
 from tests.test_readers import make_json_dir, rows_of, write_jsonl
 from tests.test_recipe import run_recipe
@@ -38,7 +38,12 @@ def coverage(path: Path) -> dict[str, int]:
 
 
 def evaluate_with_cli(model_dir: Path, output_dir: Path, *data: str) -> dict[str, int]:
-    assert cli_main(["evaluate", str(model_dir), "--output_dir", str(output_dir), "--batch_size", "256", *data]) == 0
+    assert (
+        cli_main(
+            ["evaluate", str(model_dir), "--output_dir", str(output_dir), "--per_device_eval_batch_size", "256", *data]
+        )
+        == 0
+    )
     return coverage(output_dir / "coverage.json")
 
 

@@ -16,7 +16,7 @@ from sentence_transformers.sentence_transformer.losses import (
 from alc_hf import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
 from alc_hf.losses.base import LossParts, ScoredBatch, label_ids_from_texts
 from alc_hf.losses.pair_head import saved_pair_head
-from alc_hf.training.config import build_loss
+from alc_hf.training.loss_composition import build_loss
 
 QUERIES = ["sony wh1000 black", "apple iphone 15 128gb", "usb c cable 2m", "dell xps 13 laptop", "bose qc45 white"]
 LABELS = ["Sony WH-1000XM5 Black", "Apple iPhone 15 Blue", "USB-C Cable 2m", "Dell XPS 13 9340", "Bose QC45 White"]
@@ -433,8 +433,9 @@ def test_alc_and_tcm_train_under_bf16_autocast_on_the_cpu(tiny_model, tmp_path, 
     closest honest check of what each part sees (docs/losses.md, "Mixed precision")."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from alc_hf.data import UniqueQueryLabelBatchSampler, builtin_catalog, training_rows
+    from alc_hf.data import builtin_catalog, training_rows
     from alc_hf.losses import tcm as tcm_module
+    from alc_hf.training import UniqueQueryLabelBatchSampler
 
     seen: dict[str, set[torch.dtype]] = {"encoder": set(), "head input": set(), "head logits": set(), "tcm": set()}
     encoder_linear = next(module for module in tiny_model.modules() if isinstance(module, torch.nn.Linear))

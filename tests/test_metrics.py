@@ -1,4 +1,4 @@
-"""The metrics in ``alc_hf.metrics``: hand-computed cases, randomised comparisons with slow reference loops written
+"""The metrics in ``alc_hf.core.metrics``: hand-computed cases, randomised comparisons with slow reference loops written
 independently of the implementation, and bad input."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from alc_hf.data import RaggedIds
-from alc_hf.evaluation.coverage_metric.calibration import clopper_pearson_lower
-from alc_hf.metrics import (
+from alc_hf.core.coverage_metric.calibration import clopper_pearson_lower
+from alc_hf.core.metrics import (
     calibrate_threshold,
     coverage_at_k,
     coverage_at_threshold,
@@ -27,6 +26,7 @@ from alc_hf.metrics import (
     relevance_matrix,
     score_shift,
 )
+from alc_hf.data import RaggedIds
 
 NEG_INF = -math.inf
 
@@ -475,7 +475,7 @@ def test_calibrate_clopper_pearson_hand_computed():
     ],
 )
 def test_calibrate_unreachable_target(scores, correct, target, method, caplog):
-    with caplog.at_level(logging.WARNING, logger="alc_hf.evaluation.coverage_metric.calibration"):
+    with caplog.at_level(logging.WARNING, logger="alc_hf.core.coverage_metric.calibration"):
         result = calibrate_threshold(scores, correct, target, method=method)
     assert result.threshold == math.inf
     assert result.coverage == 0.0

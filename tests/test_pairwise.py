@@ -1,4 +1,5 @@
-"""Pairwise precision, recall and F1 over labelled pairs (``alc_hf.metrics.pairwise``), against a slow reference."""
+"""Pairwise precision, recall and F1 over labelled pairs (``alc_hf.core.metrics.pairwise``), against a slow
+reference."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from alc_hf.metrics.pairwise import best_f1_threshold, pairwise_f1, pairwise_figures
+from alc_hf.core.metrics.pairwise import best_f1_threshold, pairwise_f1, pairwise_figures
 
 
 def reference_figures(scores, labels, threshold):

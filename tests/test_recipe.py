@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import inspect
 import json
 import os
@@ -22,9 +21,10 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 
 from alc_hf import ALCLoss, PairHead, TCMLoss
 from alc_hf.training.checkpoints import checkpoint_to_resume
-from alc_hf.training.config import LossArguments, build_loss, find_pair_head, parse_recipe_arguments
+from alc_hf.training.config import LossArguments, parse_recipe_arguments
 from alc_hf.training.hub import HubUnavailableError
 from alc_hf.training.lora import LoraUnavailableError
+from alc_hf.training.loss_composition import build_loss, find_pair_head
 from alc_hf.training.run import finish_run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,16 +48,16 @@ SMALL_RUN = [
 ]
 
 
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("train_alc_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the recipe is executed
-    spec.loader.exec_module(module)
-    return module
+def train_program():
+    """The train program that ``recipes/train_alc.py`` and ``alc-hf train`` run: its options and ``main``, whose
+    parts a test may patch."""
+    from alc_hf.training import train
+
+    return train
 
 
 def run_recipe(tiny_encoder_dir: Path, output_dir: Path, *extra: str) -> None:
-    load_recipe().main(
+    train_program().main(
         ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *extra]
     )
 
@@ -227,18 +227,18 @@ def write_config(path: Path, text: str) -> Path:
 
 
 def test_the_command_line_overrides_the_file_which_overrides_the_recipe_defaults(tmp_path):
-    arguments = load_recipe().ARGUMENTS
+    arguments = train_program().ARGUMENTS
     config = write_config(
         tmp_path / "run.yaml",
         "max_steps: 7\nlearning_rate: 1e-4\nnum_negatives: 3\nalc: false\n"
         "target_precisions: [0.8]\nlora_target_modules: query\n",
     )
-    model_args, _, loss_args, eval_args, _, args = parse_recipe_arguments(
+    model_args, _, _, loss_args, _, calibration_args, _, _, args = parse_recipe_arguments(
         arguments, [str(config), "--max_steps", "2", "--num_negatives", "5"]
     )
     assert (args.max_steps, loss_args.num_negatives) == (2, 5)  # the command line
     # The file (YAML reads 1e-4 as a string: it is converted like the command line's).
-    assert args.learning_rate == 1e-4 and loss_args.alc is False and eval_args.target_precisions == [0.8]
+    assert args.learning_rate == 1e-4 and loss_args.alc is False and calibration_args.target_precisions == [0.8]
     assert model_args.lora_target_modules == ["query"]
     assert args.per_device_train_batch_size == 64 and args.save_strategy == "no"  # the recipe's defaults
     assert loss_args.pos_margin == 0.9  # the option's own default
@@ -263,11 +263,11 @@ def test_the_command_line_overrides_the_file_which_overrides_the_recipe_defaults
 def test_a_bad_config_file_names_the_file_and_the_key(tmp_path, text, message):
     config = write_config(tmp_path / "bad.yaml", text)
     with pytest.raises(ValueError, match=f"config file {re.escape(str(config))}.* {message}"):
-        parse_recipe_arguments(load_recipe().ARGUMENTS, [str(config)])
+        parse_recipe_arguments(train_program().ARGUMENTS, [str(config)])
 
 
 def test_config_file_arguments_are_checked(tmp_path):
-    arguments = load_recipe().ARGUMENTS
+    arguments = train_program().ARGUMENTS
     config = write_config(tmp_path / "run.yaml", "max_steps: 2\n")
     with pytest.raises(ValueError, match="one config file at a time"):
         parse_recipe_arguments(arguments, [str(config), "--config", str(config)])
@@ -343,17 +343,17 @@ def test_push_to_hub_uploads_the_final_model_folder_alone(tiny_encoder_dir, tmp_
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    recipe = load_recipe()
+    program = train_program()
     live_heads = []
 
     def keep_the_live_head(trainer, loss, *rest, **options):
         live_heads.append(copy.deepcopy(find_pair_head(loss)).cpu())
         return finish_run(trainer, loss, *rest, **options)
 
-    monkeypatch.setattr(recipe, "finish_run", keep_the_live_head)
+    monkeypatch.setattr(program, "finish_run", keep_the_live_head)
     output_dir = tmp_path / "alc-run"
     checkpointing = ["--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "5"]
-    recipe.main(
+    program.main(
         ["--model_name_or_path", str(tiny_encoder_dir), "--output_dir", str(output_dir), *SMALL_RUN, *checkpointing]
         + ["--push_to_hub", "true", "--hub_private_repo", "true"]
     )
@@ -446,7 +446,7 @@ def test_loss_defaults_are_the_loss_classes_own():
 
 def test_train_verifier_saves_the_pair_and_compares_accept_scores(tiny_encoder_dir, tmp_path, capsys):
     from alc_hf.cli import main as cli_main
-    from alc_hf.verifier import load_verifier
+    from alc_hf.models.verifier import load_verifier
     from tests.tiny_model import build_tiny_encoder_files
 
     cross = build_tiny_encoder_files(tmp_path / "cross_start", initializer_range=0.3)
@@ -479,7 +479,12 @@ def test_train_verifier_saves_the_pair_and_compares_accept_scores(tiny_encoder_d
     assert re.search(r"\| \*\*c@1_p90\*\* .*\|.*\|.*\|.*\|", card), "the card's table must hold every accept score"
 
     # The saved pair is evaluated again, the verifier found beside the model; a wrong --verifier stops at once.
-    assert cli_main(["evaluate", str(final), "--output_dir", str(tmp_path / "again"), "--batch_size", "256"]) == 0
+    assert (
+        cli_main(
+            ["evaluate", str(final), "--output_dir", str(tmp_path / "again"), "--per_device_eval_batch_size", "256"]
+        )
+        == 0
+    )
     assert "verifier_rerank" in capsys.readouterr().out
     assert cli_main(["evaluate", str(final), "--verifier", str(final), "--output_dir", str(tmp_path / "x")]) == 2
     assert "holds no verifier" in capsys.readouterr().err
@@ -504,6 +509,6 @@ def test_every_demo_option_is_a_recipe_option(target):
     assert recipe, f"no `{target}` target in the Makefile"
     command = recipe.group(1).replace("\\\n", " ").split()
     argv = command[command.index("recipes/train_alc.py") + 1 :]
-    _, _, _, _, verifier_args, args = parse_recipe_arguments(load_recipe().ARGUMENTS, argv)
+    *_, verifier_args, args = parse_recipe_arguments(train_program().ARGUMENTS, argv)
     assert args.output_dir == f"outputs/{target.replace('-', '_')}"
     assert verifier_args.train_verifier == (target == "demo-verifier")

@@ -1,4 +1,4 @@
-"""Tests of alc_hf.retrieval against slow reference loops: a full NumPy score matrix and a per-row Python sort.
+"""Tests of alc_hf.core.retrieval against slow reference loops: a full NumPy score matrix and a per-row Python sort.
 
 The promise checked (``LabelIndex``'s docstring): every score is the exact inner product up to float32 rounding,
 labels whose scores are equal within that rounding (a tie) come in an unspecified order and an unspecified one of a
@@ -15,9 +15,9 @@ import faiss
 import numpy as np
 import pytest
 
-from alc_hf.data.query_labels import RaggedIds
-from alc_hf.retrieval import LabelIndex, TopK
-from alc_hf.retrieval import index as retrieval_index
+from alc_hf.core import retrieval as retrieval_index
+from alc_hf.core.query_labels import RaggedIds
+from alc_hf.core.retrieval import LabelIndex, TopK
 
 # float32 rounding of a cosine of 16-32 dimensions is about 1e-7; scores closer than this are one tie.
 TIE = 1e-5
@@ -354,8 +354,8 @@ def test_candidates_must_be_ragged_ids():
 
 
 def test_retrieval_imports_numpy_and_faiss_only():
-    allowed = {"__future__", "dataclasses", "math", "numpy", "faiss", "alc_hf.data.query_labels"}
-    allowed |= {"alc_hf.retrieval.index"}
+    allowed = {"__future__", "dataclasses", "math", "numpy", "faiss", "alc_hf.core.query_labels"}
+    allowed |= {"alc_hf.core.retrieval"}
     package = Path(__file__).resolve().parents[1] / "alc_hf" / "retrieval"
     for path in package.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -9,7 +9,7 @@ from datasets import Dataset
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
 from alc_hf import ALCLoss
-from alc_hf.data.sampler import OneRowPerQueryBatchSampler, UniqueQueryLabelBatchSampler, plan_unique_batches
+from alc_hf.training.batch_samplers import OneRowPerQueryBatchSampler, UniqueQueryLabelBatchSampler, plan_unique_batches
 
 
 def xmc_rows(num_rows: int = 400, num_queries: int = 60, num_labels: int = 50, seed: int = 0) -> Dataset:

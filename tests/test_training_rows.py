@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from alc_hf.data.query_labels import RaggedIds, XMCData
+from alc_hf.core.query_labels import QueryLabelData, RaggedIds
 from alc_hf.data.rows import training_rows
 from alc_hf.data.views import evaluation_view
 from benchmarks.xmc_like import XMCShape, write_xmc_like
 from tests.conftest import SHARED_DATA
 
 
-def small_data(with_negatives: bool = True) -> XMCData:
-    return XMCData(
+def small_data(with_negatives: bool = True) -> QueryLabelData:
+    return QueryLabelData(
         queries=["q0", "q1", "q2"],
         labels=["l0", "l1", "l2", "l3", "l4", "l5"],
         positives=RaggedIds.from_lists([[0, 2], [1], [3, 4, 5]]),
@@ -62,7 +62,7 @@ def test_label_column_is_truncated_to_max_positive_ids():
 def test_rows_reject_bad_options_and_empty_data():
     with pytest.raises(ValueError, match="num_hard_negatives must be >= 0"):
         training_rows(small_data(), num_hard_negatives=-1)
-    empty = XMCData(["q"], ["l"], RaggedIds.from_lists([[]]), source="empty.json")
+    empty = QueryLabelData(["q"], ["l"], RaggedIds.from_lists([[]]), source="empty.json")
     with pytest.raises(ValueError, match="empty.json: no \\(query, positive\\) pair"):
         training_rows(empty)
 
@@ -140,7 +140,7 @@ def test_alc_trains_end_to_end_on_rows_from_each_reader(source, tiny_model, tmp_
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     from alc_hf import ALCLoss, TCMLoss
-    from alc_hf.data import UniqueQueryLabelBatchSampler
+    from alc_hf.training import UniqueQueryLabelBatchSampler
 
     rows = _rows_from(source, tmp_path / "data").select(range(32))
     args = SentenceTransformerTrainingArguments(

@@ -16,17 +16,14 @@ from datasets import Dataset
 from sentence_transformers import CrossEncoder
 from torch import nn
 
-from alc_hf.data import RaggedIds, XMCData
-from alc_hf.verifier import (
-    check_verifier,
-    initial_verifier,
-    load_verifier,
+from alc_hf.data import QueryLabelData, RaggedIds
+from alc_hf.models.verifier import check_verifier, initial_verifier, load_verifier, verifier_probabilities
+from alc_hf.training.verifier import (
     mined_negative_pairs,
     resolve_pos_weight,
     train_verifier,
     truncated_pair_share,
     verifier_pairs,
-    verifier_probabilities,
 )
 from tests.tiny_model import build_tiny_encoder_files
 from tests.verifier_ddp_check import equality_pairs
@@ -35,7 +32,7 @@ from tests.verifier_ddp_check import equality_pairs
 TIE_TOLERANCE = 1e-5
 
 
-def pair_data() -> XMCData:
+def pair_data() -> QueryLabelData:
     """Queries with one or several positives or none, labelled negatives, filter pairs, a label text listed twice
     (0 and 8, one copy a positive of query 0 and the other its labelled negative) and a query text listed twice
     (0 and 5)."""
@@ -53,7 +50,7 @@ def pair_data() -> XMCData:
         "blue usb drive",
         "max laptop pro",
     ]
-    return XMCData(
+    return QueryLabelData(
         queries=[
             "usb cable black",
             "phone case",
@@ -77,7 +74,7 @@ def as_rows(pairs: Dataset) -> list[tuple[str, str, float]]:
 def test_pairs_are_positives_labelled_and_mined_negatives_once_each(tiny_model, caplog):
     data = pair_data()
     mined = mined_negative_pairs(data, tiny_model, 2)
-    with caplog.at_level(logging.WARNING, logger="alc_hf.verifier"):
+    with caplog.at_level(logging.WARNING, logger="alc_hf.training.verifier"):
         pairs = verifier_pairs(data, tiny_model, num_mined=2)
     assert pairs.column_names == ["query", "label", "score"]
 
@@ -166,7 +163,9 @@ def test_both_orders_follows_each_pair_with_its_texts_swapped(tiny_model):
 
 
 def test_pairs_need_a_positive_and_a_valid_num_mined():
-    no_positive = XMCData(queries=["a", "b"], labels=["x", "y"], positives=RaggedIds.from_lists([[], []]), source="s")
+    no_positive = QueryLabelData(
+        queries=["a", "b"], labels=["x", "y"], positives=RaggedIds.from_lists([[], []]), source="s"
+    )
     with pytest.raises(ValueError, match=r"s: no \(query, positive\) pair"):
         verifier_pairs(no_positive)
     with pytest.raises(ValueError, match="num_mined must be an integer >= 0, got -1"):
@@ -327,7 +326,7 @@ def test_truncated_pairs_are_counted_as_the_verifier_encodes_them_and_warned_of(
         expected = sum(length > max_length for length in lengths) / len(lengths)
         assert truncated_pair_share(initial_verifier(tiny_encoder_dir, max_length), pairs) == expected
 
-    with caplog.at_level(logging.WARNING, logger="alc_hf.verifier"):
+    with caplog.at_level(logging.WARNING, logger="alc_hf.training.verifier"):
         train_verifier(pairs, tiny_encoder_dir, tmp_path / "out", max_length=10, max_steps=1, disable_tqdm=True)
     assert "50.0% of the 4 training pairs are longer than max_length 10 tokens" in caplog.text
 

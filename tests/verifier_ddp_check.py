@@ -8,15 +8,15 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from alc_hf.data import RaggedIds, XMCData
-from alc_hf.verifier import train_verifier, verifier_pairs
+from alc_hf.data import QueryLabelData, RaggedIds
+from alc_hf.training.verifier import train_verifier, verifier_pairs
 from tests.tiny_model import WORDS
 
 
 def equality_pairs() -> Dataset:
     """Is the label the query's own word? 13 positives, 156 negatives."""
     n = len(WORDS)
-    data = XMCData(
+    data = QueryLabelData(
         queries=WORDS,
         labels=WORDS,
         positives=RaggedIds.from_lists([[i] for i in range(n)]),

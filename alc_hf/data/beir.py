@@ -1,4 +1,4 @@
-"""Retrieval data in the BEIR / MTEB layout, read into :class:`XMCData`: ``corpus.jsonl`` (``_id``, ``title``,
+"""Retrieval data in the BEIR / MTEB layout, read into :class:`QueryLabelData`: ``corpus.jsonl`` (``_id``, ``title``,
 ``text``: the labels), ``queries.jsonl`` (``_id``, ``text``) and ``qrels/<split>.tsv`` (header ``query-id
 corpus-id score``). Strict like every reader (:mod:`alc_hf.data.formats`)."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from alc_hf.core.query_labels import QueryLabelData
 from alc_hf.data.formats import DataFormatError, as_id, csv_records, json_records
 from alc_hf.data.labelled_pairs import LabelledPairs
-from alc_hf.data.query_labels import XMCData
 
 __all__ = ["beir_splits", "read_beir"]
 
@@ -50,7 +50,7 @@ def beir_splits(data_dir: str | Path) -> list[str]:
     return sorted(path.stem for path in (Path(data_dir) / "qrels").glob("*.tsv"))
 
 
-def read_beir(data_dir: str | Path, split: str) -> XMCData:
+def read_beir(data_dir: str | Path, split: str) -> QueryLabelData:
     """Read one split of a BEIR / MTEB retrieval dataset.
 
     * labels: every document of ``corpus.jsonl`` in file order, its ``title`` and ``text`` joined by a space (an
@@ -105,7 +105,7 @@ def read_beir(data_dir: str | Path, split: str) -> XMCData:
     if not lines:
         raise DataFormatError(f"{qrels}: no rows after the header (split {split!r} is empty)")
     pairs.warn_repeats(str(qrels))
-    return XMCData(
+    return QueryLabelData(
         queries=queries,
         labels=labels,
         positives=pairs.positives(),

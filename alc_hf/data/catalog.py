@@ -26,8 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from alc_hf.core.query_labels import QueryLabelData, RaggedIds
 from alc_hf.data.formats import normalise_text
-from alc_hf.data.query_labels import RaggedIds, XMCData
 
 SPLITS: tuple[str, ...] = ("trn", "val", "tst")
 # Offers per catalog product in each split.
@@ -674,8 +674,8 @@ def _split_offers(
     return tuple(queries), tuple(positives), tuple(negatives)
 
 
-def builtin_catalog(seed: int = 0, split: str = "trn", num_products: int = 3000) -> XMCData:
-    """The synthetic catalog as ``XMCData``: offers (queries) of ``split`` against the catalog titles (labels).
+def builtin_catalog(seed: int = 0, split: str = "trn", num_products: int = 3000) -> QueryLabelData:
+    """The synthetic catalog as ``QueryLabelData``: offers (queries) of ``split`` against the catalog titles (labels).
 
     Deterministic for ``(seed, split, num_products)``; the labels are the same for every split. ``split`` is one of
     ``"trn"`` (~2 offers per product), ``"val"`` (~0.25) or ``"tst"`` (~0.3); the splits never share an offer text.
@@ -685,7 +685,7 @@ def builtin_catalog(seed: int = 0, split: str = "trn", num_products: int = 3000)
         raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)}, got {split!r}")
     products = _catalog(seed, num_products)
     queries, positives, negatives = _split_offers(seed, num_products, split)
-    return XMCData(
+    return QueryLabelData(
         queries=list(queries),
         labels=[product.title for product in products],
         positives=RaggedIds.from_lists(positives),

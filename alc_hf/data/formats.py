@@ -3,7 +3,7 @@ strictly, and the one text normaliser.
 
 Readers are strict: bad input raises :class:`DataFormatError` (a ``ValueError``) naming the file, the line (or CSV
 row) and what was expected; a missing file raises ``FileNotFoundError``. With ``skip_bad_rows=True`` bad *query* rows
-are dropped instead, listed in ``XMCData.skipped`` and counted in a logged warning.
+are dropped instead, listed in ``QueryLabelData.skipped`` and counted in a logged warning.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from alc_hf.core.query_labels import RaggedIds
 from alc_hf.data.formats import DataFormatError
-from alc_hf.data.query_labels import RaggedIds
 
 __all__ = ["LabelledPairs"]
 

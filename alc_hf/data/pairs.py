@@ -1,4 +1,4 @@
-"""Query–label data given as a table of pairs, read into :class:`XMCData`.
+"""Query–label data given as a table of pairs, read into :class:`QueryLabelData`.
 
 * :func:`read_pairs` — one split of (query text, label text[, query id, label id, relevance]) rows: CSV, JSON-lines
   or Parquet files in a folder (one per split, named by the split), or a mapping from split to such a file or to a
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alc_hf.core.query_labels import QueryLabelData
 from alc_hf.data.formats import DataFormatError, as_id, csv_records, json_records
 from alc_hf.data.labelled_pairs import LabelledPairs
-from alc_hf.data.query_labels import XMCData
 
 __all__ = ["CALIBRATION_SPLITS", "PAIR_FILE_SUFFIXES", "LabelledPairs", "pair_sources", "read_pairs"]
 
@@ -154,7 +154,7 @@ def read_pairs(
     query_id_column: str | None = None,
     label_id_column: str | None = None,
     relevance_column: str | None = None,
-) -> XMCData:
+) -> QueryLabelData:
     """Read one split of a table of (query, label) pairs.
 
     * labels: one label space shared by every split of ``source`` (read in its order: sorted file names for a
@@ -217,7 +217,7 @@ def read_pairs(
                 f"gives it {queries[query]!r}"
             )
     pairs.warn_repeats(f"{name} [{split}]")
-    return XMCData(
+    return QueryLabelData(
         queries=queries,
         labels=labels,
         positives=pairs.positives(),

@@ -1,4 +1,5 @@
-"""Training rows built from :class:`~alc_hf.data.query_labels.XMCData`: the dataset the alc_hf losses train on."""
+"""Training rows built from :class:`~alc_hf.core.query_labels.QueryLabelData`: the dataset the alc_hf losses
+train on."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset
 
-from alc_hf.data.query_labels import RaggedIds, XMCData
+from alc_hf.core.query_labels import QueryLabelData, RaggedIds
 
 logger = logging.getLogger(__name__)
 
 
-def training_rows(data: XMCData, num_hard_negatives: int = 0, max_positive_ids: int = 32, seed: int = 0) -> Dataset:
+def training_rows(
+    data: QueryLabelData, num_hard_negatives: int = 0, max_positive_ids: int = 32, seed: int = 0
+) -> Dataset:
     """One row per (query, positive label): the training dataset for the alc_hf losses.
 
     Columns: ``anchor`` (query text), ``positive`` (label text), ``negative_1 .. negative_n`` when
@@ -67,7 +70,7 @@ def training_rows(data: XMCData, num_hard_negatives: int = 0, max_positive_ids: 
     return Dataset(pa.table(columns))
 
 
-def _hard_negative_ids(data: XMCData, row_query: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+def _hard_negative_ids(data: QueryLabelData, row_query: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """``[rows, count]`` negative label ids per training row (labelled negatives first, then random non-positives)."""
     negatives = data.negatives if data.negatives is not None else RaggedIds(np.zeros(data.num_queries + 1), [])
     chosen = np.empty((len(row_query), count), dtype=np.int64)

@@ -1,6 +1,7 @@
-"""Product-matching tables in the WDC Products / DeepMatcher layout, read into :class:`XMCData`: ``tableA.csv`` (the
-queries), ``tableB.csv`` (the catalog) and ``train.csv`` / ``valid.csv`` / ``test.csv`` labelled pairs. Parsed with a
-real CSV reader (descriptions hold quoted newlines); the rules for bad input are :mod:`alc_hf.data.formats`'."""
+"""Product-matching tables in the WDC Products / DeepMatcher layout, read into :class:`QueryLabelData`:
+``tableA.csv`` (the queries), ``tableB.csv`` (the catalog) and ``train.csv`` / ``valid.csv`` / ``test.csv`` labelled
+pairs. Parsed with a real CSV reader (descriptions hold quoted newlines); the rules for bad input are
+:mod:`alc_hf.data.formats`' and :mod:`alc_hf.data.labelled_pairs`'."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from alc_hf.core.query_labels import QueryLabelData
 from alc_hf.data.formats import BadRows, DataFormatError, check_choice, csv_records, warn_skipped
 from alc_hf.data.labelled_pairs import LabelledPairs
-from alc_hf.data.query_labels import XMCData
 
 __all__ = ["TABLE_SPLITS", "read_product_tables"]
 
@@ -51,7 +52,7 @@ def read_product_tables(
     split: str,
     text_fields: Sequence[str] = ("brand", "title"),
     skip_bad_rows: bool = False,
-) -> XMCData:
+) -> QueryLabelData:
     """Read one split of a WDC Products / DeepMatcher folder as queries (tableA) against a catalog (tableB).
 
     * queries: every distinct ``ltable_id`` of ``{split}.csv``, in order of first appearance, text from tableA
@@ -126,7 +127,7 @@ def read_product_tables(
     keep = np.array([left not in bad_queries for left in pairs.query_keys], dtype=bool)
     query_ids = [left for left, kept in zip(pairs.query_keys, keep, strict=True) if kept]
     warn_skipped(source, problems.skipped)
-    return XMCData(
+    return QueryLabelData(
         queries=[a_texts[a_ids[left]] for left in query_ids],
         labels=labels,
         positives=pairs.positives().select_rows(keep),

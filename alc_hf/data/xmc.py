@@ -1,4 +1,4 @@
-"""The Extreme Classification Repository formats (e.g. LF-AmazonTitles-131K), read into :class:`XMCData`.
+"""The Extreme Classification Repository formats (e.g. LF-AmazonTitles-131K), read into :class:`QueryLabelData`.
 
 * :func:`read_xmc` — one split in either the JSON-lines form (``trn.json.gz`` / ``tst.json.gz`` /
   ``lbl.json.gz``) or the raw-text form (``trn_X.txt``, ``Y.txt``, ``trn_X_Y.txt`` ...), with the optional
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alc_hf.core.query_labels import QueryLabelData, RaggedIds, select_pair_rows
 from alc_hf.data.formats import (
     BadRows,
     DataFormatError,
@@ -27,7 +28,6 @@ from alc_hf.data.formats import (
     split_lines,
     warn_skipped,
 )
-from alc_hf.data.query_labels import RaggedIds, XMCData, select_pair_rows
 
 __all__ = ["read_filter_pairs", "read_xmc"]
 
@@ -255,7 +255,7 @@ def _read_sparse(
 # XMC
 
 
-def read_xmc(data_dir: str | Path, split: str, text: str = "title", skip_bad_rows: bool = False) -> XMCData:
+def read_xmc(data_dir: str | Path, split: str, text: str = "title", skip_bad_rows: bool = False) -> QueryLabelData:
     """Read one split of an Extreme Classification Repository dataset (e.g. LF-AmazonTitles-131K).
 
     Two published forms are recognised (JSON-lines is preferred when both are complete):
@@ -327,7 +327,7 @@ def read_xmc(data_dir: str | Path, split: str, text: str = "title", skip_bad_row
         _check_filter_pairs(filter_path, filter_pairs, num_rows, len(labels))
         filter_pairs = select_pair_rows(filter_pairs, keep)
     warn_skipped(source, skipped)
-    return XMCData(
+    return QueryLabelData(
         queries=queries,
         labels=labels,
         positives=positives,

@@ -8,7 +8,7 @@ the same protocol: a threshold calibrated on the calibration split for the targe
 * ``combined``: a logistic regression on the cosine and the pair head's logit, fitted on the calibration split's
   top-1 predictions only (the test split never informs it).
 * ``verifier``: a cross-encoder's probability for the top-1 pair, read from the two texts together
-  (:mod:`alc_hf.verifier`); ``verifier_rerank``: the top-``depth`` re-ranked by that probability, the new top-1
+  (:mod:`alc_hf.training.verifier`); ``verifier_rerank``: the top-``depth`` re-ranked by that probability, the new top-1
   accepted by it (P@1 can change); ``verifier_combined``: a logistic regression on the cosine and the verifier's
   logit for the top-1, fitted like ``combined`` on the calibration split's top-1 predictions only.
 """
@@ -159,7 +159,7 @@ def verifier_predictions(
     """The predictions accepted by the verifier's probability: the top-``depth`` are scored and, with ``rerank``,
     re-ranked by it (stably, so equal probabilities keep the bi-encoder's order); with ``depth`` 1 or without
     ``rerank`` the ranking is kept. Places beyond ``depth`` keep their labels with score -inf (never accepted)."""
-    from alc_hf.verifier import verifier_probabilities
+    from alc_hf.models.verifier import verifier_probabilities
 
     depth = min(depth, predictions.ids.shape[1])
     ids, correct = predictions.ids.copy(), predictions.correct.copy()

@@ -14,6 +14,8 @@ import numpy as np
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from sentence_transformers.util import get_rank
 
+from alc_hf.core.metrics import CALIBRATION_METHODS, check_target_precision, pairwise_f1, target_name
+from alc_hf.core.retrieval import LabelIndex
 from alc_hf.data.views import EvaluationView
 from alc_hf.evaluation.accept import (
     ACCEPT_SCORES,
@@ -36,9 +38,7 @@ from alc_hf.evaluation.predictions import (
 )
 from alc_hf.evaluation.report import CoverageReport
 from alc_hf.losses import PairHead
-from alc_hf.metrics import CALIBRATION_METHODS, check_target_precision, pairwise_f1, target_name
 from alc_hf.models import embed_texts
-from alc_hf.retrieval import LabelIndex
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class CoverageEvaluator(BaseEvaluator):
     """Coverage of top-1 recommendations at a threshold calibrated on one split and applied to another.
 
     For each target precision the threshold is the smallest whose accepted top-1 predictions on the calibration
-    split reach it (:func:`alc_hf.metrics.calibrate_threshold`); it is then applied to the test split, which gives
+    split reach it (:func:`alc_hf.core.metrics.calibrate_threshold`); it is then applied to the test split, which gives
     the honest coverage ``c@1_p90`` and the precision it really achieves there, ``c@1_p90_precision``. The oracle
     ``c@1_p90_oracle`` chooses the threshold on the test split itself, as papers often report: the most coverage at
     which test reaches the target (not deployable, and below ``c@1_p90`` when the calibrated threshold misses).
@@ -76,10 +76,10 @@ class CoverageEvaluator(BaseEvaluator):
         batch_size: encoding batch size.
         show_progress_bar: progress bars while encoding; by default when logging at INFO or below.
         name: a prefix for every metric name, e.g. ``"catalog"`` gives ``catalog_c@1_p90``.
-        index_kind: the :class:`alc_hf.retrieval.LabelIndex` kind for whole-corpus search (``"flat"`` is exact).
+        index_kind: the :class:`alc_hf.core.retrieval.LabelIndex` kind for whole-corpus search (``"flat"`` is exact).
         pair_head: the ALC pair head trained with the model, or where it was saved (a model folder or Hub id that
             holds ``pair_head/``, loaded with ``PairHead.from_pretrained``), or None.
-        verifier: a cross-encoder that scores (query, label) texts (``alc_hf.verifier.load_verifier(...)``), or
+        verifier: a cross-encoder that scores (query, label) texts (``alc_hf.training.verifier.load_verifier(...)``), or
             None.
         rerank_depth: how many of the bi-encoder's top predictions ``verifier_rerank`` re-ranks.
         accept_scores: which of ``"cosine"``, ``"pair_head"``, ``"combined"``, ``"verifier"``,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alc_hf.evaluation.report import CoverageReport, write_atomically
-from alc_hf.metrics import precision_coverage_curve
+from alc_hf.core.files import write_atomically
+from alc_hf.core.metrics import precision_coverage_curve
+from alc_hf.evaluation.report import CoverageReport
 
 
 def plot_report(report: CoverageReport, path: str | Path) -> Path:

@@ -9,9 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from alc_hf.data.views import EvaluationView
-from alc_hf.evaluation.report import CoverageReport, SplitSummary
-from alc_hf.metrics import (
+from alc_hf.core.metrics import (
     OPISResult,
     ScoreShiftWarning,
     opis,
@@ -21,7 +19,9 @@ from alc_hf.metrics import (
     score_shift,
     threshold_results,
 )
-from alc_hf.retrieval import LabelIndex
+from alc_hf.core.retrieval import LabelIndex
+from alc_hf.data.views import EvaluationView
+from alc_hf.evaluation.report import CoverageReport, SplitSummary
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,9 @@ def coverage_report(
     (one integer per corpus label) groups labels instead, e.g. by brand where no label has the five or more
     positive pairs OPIS needs (WDC test: one match per offer). ``accept_score`` names what the scores are.
 
-    The two splits' top-1 scores are compared against the C@1 thresholds (:func:`alc_hf.metrics.score_shift`); a
-    shift large enough to threaten the thresholds is a :class:`~alc_hf.metrics.ScoreShiftWarning` here and a flag in
+    The two splits' top-1 scores are compared against the C@1 thresholds (:func:`alc_hf.core.metrics.score_shift`); a
+    shift large enough to threaten the thresholds is a :class:`~alc_hf.core.metrics.ScoreShiftWarning` here and a
+    flag in
     the report.
     """
     if 1 not in coverage_at_k:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from alc_hf.metrics import (
+from alc_hf.core.files import write_atomically
+from alc_hf.core.metrics import (
     OPIS_MIN_POSITIVES,
     CoverageAtThreshold,
     OPISResult,
@@ -44,7 +43,7 @@ class CoverageReport:
     """Every figure of one evaluation. ``coverage[k]`` holds C@k per target precision (C@1 first).
 
     ``score_shift`` compares the two splits' top-1 score distributions against the C@1 thresholds
-    (:func:`alc_hf.metrics.score_shift`): when it warns, the calibrated thresholds may not hold on test.
+    (:func:`alc_hf.core.metrics.score_shift`): when it warns, the calibrated thresholds may not hold on test.
 
     The top-1 scores and correctness of both splits are kept for the plot; they are not written to JSON."""
 
@@ -64,7 +63,7 @@ class CoverageReport:
     # What decided acceptance (alc_hf.evaluation.accept.ACCEPT_SCORES), and the model evaluated, when known.
     accept_score: str = "cosine"
     model: str | None = None
-    # Pairwise matching on the labelled pairs (alc_hf.metrics.pairwise_f1), when the evaluator measured it.
+    # Pairwise matching on the labelled pairs (alc_hf.core.metrics.pairwise_f1), when the evaluator measured it.
     pairwise: PairwiseF1 | None = None
 
     def metrics(self) -> dict[str, float]:
@@ -227,29 +226,6 @@ def _interval(calibrated: ThresholdCalibration) -> list[float] | None:
 def _figures(result: CoverageAtThreshold) -> dict:
     figures = result.to_dict()
     return {name: figures[name] for name in ("coverage", "precision", "num_accepted", "num_predictions")}
-
-
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place, with the mode ``open`` gives a new
-    file (``mkstemp`` makes it readable by its owner only, unlike the model files beside it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, umask_mode())
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def umask_mode(directory: bool = False) -> int:
-    """The mode the process's umask gives a new file (0644 with the usual umask 022) or folder (0755)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return (0o777 if directory else 0o666) & ~umask
 
 
 def accept_score_caveats(reports: dict[str, CoverageReport]) -> list[str]:

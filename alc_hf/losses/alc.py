@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from torch import Tensor, nn
 
@@ -14,9 +15,45 @@ from alc_hf.losses.base import (
     check_weight,
     is_distributed,
 )
-from alc_hf.losses.functional import hardest_negative_indices, pair_head_listwise_loss, pair_head_pointwise_loss
+from alc_hf.losses.functional import hardest_negative_indices, masked_fill_value
 from alc_hf.losses.multi_positive_softmax import MultiPositiveSoftmaxLoss
 from alc_hf.losses.pair_head import PAIR_HEAD_FOLDER, PairHead
+
+
+def pair_head_pointwise_loss(positive_logits: Tensor, negative_logits: Tensor, negative_valid: Tensor) -> Tensor:
+    """L_ql: binary cross-entropy of the pair head, target 1 for (q, l+) and 0 for (q, hardest negative).
+
+    Args:
+        positive_logits: ``[B]`` head logits of each query with its own positive.
+        negative_logits: ``[B]`` head logits of each query with its hardest negative.
+        negative_valid: ``[B]`` bool, False where the query had no negative (its negative term is dropped).
+
+    Each query contributes the mean of its two terms; queries are averaged.
+    """
+    positive_term = F.binary_cross_entropy_with_logits(
+        positive_logits, torch.ones_like(positive_logits), reduction="none"
+    )
+    negative_term = F.binary_cross_entropy_with_logits(
+        negative_logits, torch.zeros_like(negative_logits), reduction="none"
+    )
+    # `where`, not a product: a non-finite logit in a dropped term must not turn the loss into NaN.
+    negative_term = torch.where(negative_valid, negative_term, torch.zeros_like(negative_term))
+    return ((positive_term + negative_term) / 2).mean()
+
+
+def pair_head_listwise_loss(positive_logits: Tensor, negative_logits: Tensor, negative_valid: Tensor) -> Tensor:
+    """L_qb: softmax cross-entropy of the pair head over {positive} ∪ the k hardest in-batch negatives.
+
+    Args:
+        positive_logits: ``[B]`` head logits of each query with its own positive.
+        negative_logits: ``[B, k]`` head logits of each query with its k hardest negatives.
+        negative_valid: ``[B, k]`` bool, False for padding where a query had fewer than k negatives.
+
+    The positive is class 0. A query with no negative contributes 0.
+    """
+    negative_logits = negative_logits.masked_fill(~negative_valid, masked_fill_value(negative_logits))
+    logits = torch.cat([positive_logits.unsqueeze(1), negative_logits], dim=1)
+    return -F.log_softmax(logits, dim=1)[:, 0].mean()
 
 
 class ALCLoss(WrappingLoss):
@@ -45,8 +82,10 @@ class ALCLoss(WrappingLoss):
           (listwise over the hardest candidates the whole batch offers).
 
         Only B·k pairs go through the head: memory is O(B·k·d), never O(B²·d). The encoder runs once per step and
-        the base loss reuses the same embeddings. Returns the parts ``{"base", "ql", "qb"}`` (weighted), which the
-        trainer logs separately; a part whose weight is 0 is not computed.
+        the base loss reuses the same embeddings. Returns the parts ``{"base", "ql", "qb"}`` (weighted; ``ql``: the
+        query–label BCE, ``qb``: the query–batch listwise term); sentence-transformers' trainer sums them into the
+        loss it optimises and logs each (``SentenceTransformerTrainer.compute_loss``). A part whose weight is 0 is
+        not computed.
 
         Args:
             model: the SentenceTransformer to train.

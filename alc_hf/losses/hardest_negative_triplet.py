@@ -2,11 +2,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from torch import Tensor
 
 from alc_hf.losses.base import InBatchLoss, ScoredBatch
-from alc_hf.losses.functional import hardest_negative_triplet_loss
+from alc_hf.losses.functional import hardest_negative_indices
+
+
+def hardest_negative_triplet_loss(
+    scores: Tensor,
+    positive_mask: Tensor,
+    positive_index: Tensor,
+    margin: float = 0.3,
+    num_negatives: int = 10,
+) -> Tensor:
+    """Triplet loss with online hardest negatives (NGAME/SiameseXML-style).
+
+    ``l(i) = mean_{n in top-k negatives of i} max(0, S[i,n] - S[i,p_i] + margin)`` with p_i the query's own positive
+    and the negatives mined without gradient. Averaged over queries; a query with no negative contributes 0.
+    """
+    negatives = hardest_negative_indices(scores, positive_mask, num_negatives)
+    valid = ~positive_mask.gather(1, negatives)
+    positive_scores = scores.gather(1, positive_index.unsqueeze(1))
+    hinge = F.relu(scores.gather(1, negatives) - positive_scores + margin) * valid
+    per_query = hinge.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+    return per_query.mean()
 
 
 class HardestNegativeTripletLoss(InBatchLoss):

@@ -2,11 +2,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from torch import Tensor
 
 from alc_hf.losses.base import InBatchLoss, ScoredBatch
-from alc_hf.losses.functional import multi_positive_softmax_loss
+from alc_hf.losses.functional import masked_fill_value
+
+
+def multi_positive_softmax_loss(scores: Tensor, positive_mask: Tensor, scale: float = 20.0) -> Tensor:
+    """Multi-positive in-batch softmax (DEXML-style decoupled softmax).
+
+    For query i and each in-batch positive p of i, the positive competes only with the negatives of i:
+    ``l(i, p) = -log(exp(s·S[i,p]) / (exp(s·S[i,p]) + sum_{n in N(i)} exp(s·S[i,n])))``, where N(i) are the
+    candidates that are not positives of i. The loss averages l over the positives of each query, then over queries.
+    A query with no negative (or no positive) contributes 0 and still counts in the mean over queries.
+    """
+    logits = scores * scale
+    negative_logits = logits.masked_fill(positive_mask, masked_fill_value(logits))
+    negative_lse = torch.logsumexp(negative_logits, dim=1, keepdim=True)
+    # -log(e^x / (e^x + e^z)) = softplus(z - x), stable for every x and z.
+    per_pair = F.softplus(negative_lse - logits)
+    weights = positive_mask.to(per_pair.dtype)
+    per_query = (per_pair * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    return per_query.mean()
 
 
 class MultiPositiveSoftmaxLoss(InBatchLoss):

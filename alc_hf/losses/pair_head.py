@@ -17,8 +17,6 @@ from safetensors.torch import load_model
 from sentence_transformers.sentence_transformer.model import SentenceTransformer
 from torch import Tensor, nn
 
-from alc_hf.losses.functional import pair_representation
-
 # The subfolder of a model folder (local or on the Hub) that holds its pair head.
 PAIR_HEAD_FOLDER = "pair_head"
 # The files the mixin writes: the head's own config and weights, inside PAIR_HEAD_FOLDER next to a model.
@@ -40,6 +38,13 @@ from alc_hf import PairHead
 head = PairHead.from_pretrained("<the model folder or its Hub id>")
 ```
 """
+
+
+def pair_representation(a: Tensor, b: Tensor) -> Tensor:
+    """``[a, b, |a - b|, a * b]`` along the last dimension (4d features), as in sentence-transformers' SoftmaxLoss."""
+    if a.shape != b.shape:
+        raise ValueError(f"pair_representation needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return torch.cat([a, b, (a - b).abs(), a * b], dim=-1)
 
 
 class PairHead(nn.Module, PyTorchModelHubMixin, tags=["alc_hf"]):

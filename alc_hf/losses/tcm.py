@@ -8,8 +8,30 @@ from sentence_transformers.util import get_world_size
 from torch import Tensor, nn
 
 from alc_hf.losses.base import ScoredBatch, WrappingLoss, check_weight, sum_across_processes
-from alc_hf.losses.functional import tcm_from_violation_sums, tcm_violation_sums
 from alc_hf.losses.multi_positive_softmax import MultiPositiveSoftmaxLoss
+
+
+def tcm_violation_sums(
+    scores: Tensor, positive_mask: Tensor, pos_margin: float = 0.9, neg_margin: float = 0.5
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Sums and counts of the TCM margin violations: ``(pos_sum, pos_count, neg_sum, neg_count)``.
+
+    Positive pairs below ``pos_margin`` contribute ``pos_margin - s``; negative pairs above ``neg_margin``
+    contribute ``s - neg_margin``. Counts carry no gradient. Sums and counts are kept apart so that several
+    processes can divide their local sums by the counts of the whole (gathered) batch.
+    """
+    positive_violation = (pos_margin - scores).clamp(min=0) * positive_mask
+    negative_violation = (scores - neg_margin).clamp(min=0) * ~positive_mask
+    positive_count = ((scores < pos_margin) & positive_mask).sum()
+    negative_count = ((scores > neg_margin) & ~positive_mask).sum()
+    return positive_violation.sum(), positive_count, negative_violation.sum(), negative_count
+
+
+def tcm_from_violation_sums(
+    pos_sum: Tensor, pos_count: Tensor, neg_sum: Tensor, neg_count: Tensor, pos_weight: float, neg_weight: float
+) -> Tensor:
+    """Combine :func:`tcm_violation_sums` into the TCM value: weighted means over the violating pairs (0 if none)."""
+    return pos_weight * pos_sum / pos_count.clamp(min=1) + neg_weight * neg_sum / neg_count.clamp(min=1)
 
 
 class TCMLoss(WrappingLoss):

@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from alc_hf.losses import PairHead
-from alc_hf.training.config import find_alc_loss
+from alc_hf.training.loss_composition import find_alc_loss
 
 LOSS_STATE_FILE = "loss_state.safetensors"
 # ``--resume_from_checkpoint last``: the newest checkpoint-N in output_dir.

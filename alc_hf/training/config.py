@@ -1,47 +1,37 @@
-"""The recipe's configuration: every option of ``recipes/train_alc.py`` as dataclasses that ``HfArgumentParser``
-reads from a YAML/JSON file and the command line (which overrides the file), and the loss they build."""
+"""The options of the train program (``alc-hf train``, ``recipes/train_alc.py``), as dataclasses that
+``HfArgumentParser`` reads from a YAML/JSON file and the command line (which overrides the file). The options it
+shares with ``alc-hf evaluate`` and ``alc-hf certify`` are declared once, in :mod:`alc_hf.data.options` and
+:mod:`alc_hf.evaluation.options`; the ones here are training's own, each with its range and help."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sentence_transformers import SentenceTransformer, SentenceTransformerTrainingArguments
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-from torch import nn
+from sentence_transformers import SentenceTransformerTrainingArguments
 from transformers import HfArgumentParser
 
-from alc_hf.command_line import OptionRange, check_choice_option, check_ranges, nearest, unknown_arguments
-from alc_hf.data.views import DATA_FORMAT_HELP, DATA_FORMATS, DATA_OPTION_HELP
-from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+from alc_hf.core.program import OptionRange, check_choice_option, check_option_ranges, nearest, unknown_arguments
 from alc_hf.losses.alc import check_alc_options
-from alc_hf.losses.base import loss_chain
 from alc_hf.losses.tcm import check_tcm_margins
-from alc_hf.metrics import CALIBRATION_METHODS
 from alc_hf.models import DEFAULT_MODEL
-from alc_hf.verifier import (
+from alc_hf.models.verifier import DEFAULT_MAX_LENGTH
+from alc_hf.training.loss_composition import BACKBONES
+from alc_hf.training.verifier import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
-    DEFAULT_MAX_LENGTH,
     DEFAULT_NUM_MINED,
     DEFAULT_PATIENCE,
     DEFAULT_POS_WEIGHT,
 )
 
-# The backbones the recipe names; the loss classes themselves take loss objects.
-BACKBONES = {
-    "softmax": MultiPositiveSoftmaxLoss,
-    "triplet": HardestNegativeTripletLoss,
-    "mnrl": MultipleNegativesRankingLoss,
-}
 BATCHING = ("random", "clustered")
-EVALUATION_VIEWS = ("corpus", "labelled")
 
 
 _AT_LEAST_0, _AT_LEAST_1, _POSITIVE = OptionRange(0), OptionRange(1), OptionRange(0, low_included=False)
@@ -71,7 +61,6 @@ OPTION_RANGES: dict[str, OptionRange] = {
     "max_train_samples": _AT_LEAST_1,
     "cluster_size": _AT_LEAST_1,
     "pair_head_hidden_dim": _AT_LEAST_0,
-    "target_precisions": OptionRange(0, 1, low_included=False),
     "verifier_num_mined": _AT_LEAST_0,
     "verifier_max_train_samples": _AT_LEAST_1,
     "verifier_epochs": _POSITIVE,
@@ -79,13 +68,7 @@ OPTION_RANGES: dict[str, OptionRange] = {
     "verifier_batch_size": _AT_LEAST_1,
     "verifier_max_length": _AT_LEAST_1,
     "verifier_patience": _AT_LEAST_1,
-    "rerank_depth": _AT_LEAST_1,
 }
-
-
-def check_option_ranges(options: Any) -> None:
-    """A ValueError naming the first option of the dataclass ``options`` outside its :data:`OPTION_RANGES` entry."""
-    check_ranges({option.name: getattr(options, option.name) for option in fields(options)}, OPTION_RANGES)
 
 
 @dataclass
@@ -102,20 +85,13 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        check_option_ranges(self)
+        check_option_ranges(self, OPTION_RANGES)
 
 
 @dataclass
-class DataArguments:
-    data: str = field(default="catalog", metadata={"help": f"One of {DATA_FORMATS}. {DATA_FORMAT_HELP}"})
-    data_dir: str | None = field(default=None, metadata={"help": "Folder of the data (every format but catalog)."})
-    text_fields: list[str] | None = field(default=None, metadata={"help": DATA_OPTION_HELP["text_fields"]})
-    query_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["query_column"]})
-    label_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["label_column"]})
-    query_id_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["query_id_column"]})
-    label_id_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["label_id_column"]})
-    relevance_column: str | None = field(default=None, metadata={"help": DATA_OPTION_HELP["relevance_column"]})
-    catalog_seed: int = field(default=0, metadata={"help": "Seed of the built-in catalog's offers."})
+class TrainingDataArguments:
+    """How the training rows are made from the data and batched."""
+
     num_hard_negatives: int = field(default=0, metadata={"help": "Hard-negative columns per training row."})
     max_positive_ids: int = field(default=32, metadata={"help": "Positive label ids kept per row in `label`."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
@@ -127,14 +103,8 @@ class DataArguments:
     cluster_size: int = field(default=4, metadata={"help": "Rows per cluster with clustered batching."})
 
     def __post_init__(self) -> None:
-        check_choice_option("data", self.data, DATA_FORMATS)
         check_choice_option("batching", self.batching, BATCHING)
-        check_option_ranges(self)
-
-    def source(self) -> dict:
-        """The keyword arguments of ``load_query_label_data`` and ``load_evaluation_views`` that name the data."""
-        options = {name: getattr(self, name) for name in DATA_OPTION_HELP}
-        return {"source": self.data_dir, "data_format": self.data, "seed": self.catalog_seed, **options}
+        check_option_ranges(self, OPTION_RANGES)
 
 
 @dataclass
@@ -160,28 +130,9 @@ class LossArguments:
 
     def __post_init__(self) -> None:
         check_choice_option("base_loss", self.base_loss, tuple(BACKBONES))
-        check_option_ranges(self)
+        check_option_ranges(self, OPTION_RANGES)
         check_alc_options(self.ql_weight, self.qb_weight, self.num_negatives, self.head_warmup_steps)
         check_tcm_margins(self.pos_margin, self.neg_margin)
-
-
-@dataclass
-class EvaluationArguments:
-    evaluation_view: str | None = field(
-        default=None,
-        metadata={
-            "help": "'corpus' or 'labelled' (default: labelled for tables/wdc and for pairs with --relevance_column, "
-            "corpus otherwise)."
-        },
-    )
-    target_precisions: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    calibration_method: str = field(default="empirical", metadata={"help": "'empirical' or 'clopper_pearson'."})
-    evaluate_before_training: bool = field(default=True, metadata={"help": "Measure coverage before training too."})
-
-    def __post_init__(self) -> None:
-        check_choice_option("evaluation_view", self.evaluation_view, EVALUATION_VIEWS)
-        check_choice_option("calibration_method", self.calibration_method, CALIBRATION_METHODS)
-        check_option_ranges(self)
 
 
 @dataclass
@@ -208,17 +159,21 @@ class VerifierArguments:
             "epochs without a better one."
         },
     )
-    verifier_patience: int = field(default=DEFAULT_PATIENCE)
-    verifier_learning_rate: float = field(default=DEFAULT_LEARNING_RATE)
+    verifier_patience: int = field(
+        default=DEFAULT_PATIENCE,
+        metadata={"help": "With --verifier_select_on_calibration, epochs without a better F1 before stopping."},
+    )
+    verifier_learning_rate: float = field(default=DEFAULT_LEARNING_RATE, metadata={"help": "The verifier's."})
     verifier_pos_weight: str = field(
         default=str(DEFAULT_POS_WEIGHT), metadata={"help": "Weight of the positive class: a number or 'balanced'."}
     )
-    verifier_batch_size: int = field(default=DEFAULT_BATCH_SIZE)
-    verifier_max_length: int = field(default=DEFAULT_MAX_LENGTH)
-    rerank_depth: int = field(default=5, metadata={"help": "Top predictions the verifier re-ranks (verifier_rerank)."})
+    verifier_batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Pairs per training batch."})
+    verifier_max_length: int = field(
+        default=DEFAULT_MAX_LENGTH, metadata={"help": "Tokens of a (query, label) pair; longer pairs are cut."}
+    )
 
     def __post_init__(self) -> None:
-        check_option_ranges(self)
+        check_option_ranges(self, OPTION_RANGES)
         if self.verifier_pos_weight != "balanced" and not _is_positive_number(self.verifier_pos_weight):
             raise ValueError(f"--verifier_pos_weight {self.verifier_pos_weight!r}: expected a number > 0 or 'balanced'")
 
@@ -236,9 +191,10 @@ class ALCTrainingArguments(SentenceTransformerTrainingArguments):
         default=False,
         metadata={"help": "Replace an earlier run in --output_dir (else the recipe refuses to mix two runs)."},
     )
+    evaluate_before_training: bool = field(default=True, metadata={"help": "Measure coverage before training too."})
 
     def __post_init__(self) -> None:
-        check_option_ranges(self)  # before transformers reads them
+        check_option_ranges(self, OPTION_RANGES)  # before transformers reads them
         super().__post_init__()
 
 
@@ -264,6 +220,19 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 CONFIG_FLAG = "--config"
 
 
+def recipe_parser(dataclass_types: Sequence[type]) -> HfArgumentParser:
+    """The train program's parser: every option of ``dataclass_types``, with the recipe's defaults."""
+    parser = HfArgumentParser(
+        dataclass_types,
+        prog="alc-hf train",
+        allow_abbrev=False,  # a misspelt option is an error, never taken for the option it abbreviates
+        description=f"Options also come from a YAML or JSON file: `alc-hf train config.yaml [options]` or "
+        f"`{CONFIG_FLAG} config.yaml`; the command line overrides the file.",
+    )
+    parser.set_defaults(**RECIPE_DEFAULTS)
+    return parser
+
+
 def parse_recipe_arguments(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple[Any, ...]:
     """The recipe's dataclasses from ``[config.yaml] [--config config.yaml] [--option value ...]``.
 
@@ -272,13 +241,7 @@ def parse_recipe_arguments(dataclass_types: Sequence[type], argv: Sequence[str] 
     mapping of option names (as on the command line, without ``--``) to values; an unknown name is an error that
     names the file and the key."""
     config_file, argv = split_config_file(list(sys.argv[1:] if argv is None else argv))
-    parser = HfArgumentParser(
-        dataclass_types,
-        allow_abbrev=False,  # a misspelt option is an error, never taken for the option it abbreviates
-        description=f"Options also come from a YAML or JSON file: `train_alc.py config.yaml [options]` or "
-        f"`{CONFIG_FLAG} config.yaml`; the command line overrides the file.",
-    )
-    parser.set_defaults(**RECIPE_DEFAULTS)
+    parser = recipe_parser(dataclass_types)
     if config_file is not None:
         parser.set_defaults(**read_config_file(config_file, parser))
     # No ``train_alc.args`` file beside the script is read: options come from the command line and the config only.
@@ -343,65 +306,3 @@ def read_config_file(path: Path, parser: HfArgumentParser) -> dict[str, Any]:
         if takes_list and value is not None and not isinstance(value, list):
             values[key] = [value]
     return values
-
-
-def build_loss(
-    model: SentenceTransformer,
-    base_loss: str | nn.Module = "softmax",
-    alc: bool = True,
-    ql_weight: float = 1.0,
-    qb_weight: float = 1.0,
-    num_negatives: int = 2,
-    pair_head_hidden_dim: int | None = None,
-    head_warmup_steps: int = 0,
-    tcm: bool = True,
-    pos_margin: float = 0.9,
-    neg_margin: float = 0.5,
-    gather_across_devices: bool = False,
-) -> nn.Module:
-    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off.
-
-    ``base_loss`` is a backbone's name (:data:`BACKBONES`, resolved here and nowhere else) or a loss object that
-    can share embeddings (such as ``MultipleNegativesRankingLoss(model)``)."""
-    if isinstance(base_loss, str):
-        if base_loss not in BACKBONES:
-            raise ValueError(f"unknown base_loss {base_loss!r}; expected one of {sorted(BACKBONES)} or a loss object")
-        base_loss = BACKBONES[base_loss](model, gather_across_devices=gather_across_devices)
-    loss = base_loss
-    if alc:
-        loss = ALCLoss(
-            model,
-            base_loss=loss,
-            ql_weight=ql_weight,
-            qb_weight=qb_weight,
-            num_negatives=num_negatives,
-            pair_head_hidden_dim=pair_head_hidden_dim,
-            head_warmup_steps=head_warmup_steps,
-            gather_across_devices=gather_across_devices,
-        )
-    if tcm:
-        loss = TCMLoss(
-            model,
-            base_loss=loss,
-            pos_margin=pos_margin,
-            neg_margin=neg_margin,
-            gather_across_devices=gather_across_devices,
-        )
-    return loss
-
-
-def find_alc_loss(loss: nn.Module) -> ALCLoss | None:
-    """The ALCLoss in a chain of wrapping losses, if any."""
-    return next((part for part in loss_chain(loss) if isinstance(part, ALCLoss)), None)
-
-
-def find_pair_head(loss: nn.Module) -> PairHead | None:
-    """The pair head trained by the ALCLoss in ``loss``, if any."""
-    alc_loss = find_alc_loss(loss)
-    return None if alc_loss is None else alc_loss.pair_head
-
-
-def pair_head_learning_rates(loss: nn.Module, learning_rate: float) -> dict[str, float]:
-    """``learning_rate_mapping`` entries that give the pair head its own learning rate (none without a head: the
-    trainer refuses a pattern that matches no parameter)."""
-    return {r"pair_head\.": learning_rate} if find_alc_loss(loss) is not None else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alc_hf.command_line import SetupError
+from alc_hf.core.program import SetupError
 
 
 class HubUnavailableError(SetupError):

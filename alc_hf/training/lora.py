@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from packaging.version import Version
 from sentence_transformers import SentenceTransformer
 
-from alc_hf.command_line import SetupError
+from alc_hf.core.program import SetupError
 
 
 class LoraUnavailableError(SetupError):

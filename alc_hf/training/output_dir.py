@@ -31,7 +31,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from alc_hf.evaluation.report import umask_mode
+from alc_hf.core.files import umask_mode
 
 logger = logging.getLogger(__name__)
 

@@ -11,14 +11,23 @@ from typing import Any
 
 from torch import nn
 
+from alc_hf.core.files import write_atomically
+from alc_hf.core.metrics import target_name
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport
 from alc_hf.evaluation.outputs import write_reports
-from alc_hf.evaluation.report import accept_score_caveats, accept_score_table, write_atomically
+from alc_hf.evaluation.report import accept_score_caveats, accept_score_table
 from alc_hf.losses.pair_head import PAIR_HEAD_FOLDER
-from alc_hf.metrics import target_name
-from alc_hf.training.config import find_alc_loss
 from alc_hf.training.hub import push_model_folder
+from alc_hf.training.loss_composition import find_alc_loss
 from alc_hf.training.output_dir import FINAL_FOLDER, TRAINING_LOG, partial_model_dir, publish_model_dir
+
+# The parts the losses return, as the training log names them, and what each is.
+LOSS_PARTS = {
+    "base": "the backbone's retrieval loss",
+    "ql": "ALC query-label BCE on the hardest negative",
+    "qb": "ALC query-batch softmax over the k hardest",
+    "tcm": "TCM margin violations",
+}
 
 
 def run_coverage_evaluation(
@@ -118,11 +127,12 @@ def run_summary(
     lines = ["", "=" * 80, f"Trained {trainer.state.global_step} steps."]
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     if logged:
-        parts = [key for key in ("base", "ql", "qb", "tcm") if key in logged[0]]
+        parts = [key for key in LOSS_PARTS if key in logged[0]]
         lines.append(
             "loss parts, first -> last log: "
             + ", ".join(f"{key} {logged[0][key]:.4f} -> {logged[-1][key]:.4f}" for key in parts)
         )
+        lines.append("(" + "; ".join(f"{key}: {LOSS_PARTS[key]}" for key in parts) + ")")
     # Each query's in-batch candidates in the last step (every process's when the loss gathers across devices).
     candidates = getattr(loss, "last_num_candidates", None)
     if candidates is not None:

@@ -47,7 +47,7 @@ _IGNORED_COLUMNS = {"dataset_name"}
 _MAX_PARTIAL_TO_MERGE = 16
 
 
-def _dense_ids(values: np.ndarray) -> np.ndarray:
+def dense_ids(values: np.ndarray) -> np.ndarray:
     """Map arbitrary integer keys to ``0 .. k-1`` (sorted order, so the mapping is deterministic)."""
     _, inverse = np.unique(values, return_inverse=True)
     return inverse.reshape(-1).astype(np.int64, copy=False)
@@ -67,11 +67,11 @@ def _first_label_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         column = pc.list_element(column, 0)
         value_type = column.type
     if pa.types.is_integer(value_type) and column.null_count == 0:
-        return _dense_ids(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64))
+        return dense_ids(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64))
     return _text_ids(pc.cast(column, pa.string()))
 
 
-def _group_ranks(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def group_ranks(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Each row's random rank among the rows of its group (``groups``: dense ids), and the size of that group."""
     n = len(groups)
     counts = np.bincount(groups)
@@ -91,8 +91,8 @@ def _spread_order(query: np.ndarray, label: np.ndarray, rng: np.random.Generator
     positives is thus met about every ``n / 200`` rows instead of in clumps, so greedy packing rarely has to defer.
     """
     jitter = rng.random(len(query))
-    query_rank, query_size = _group_ranks(query, rng)
-    label_rank, label_size = _group_ranks(label, rng)
+    query_rank, query_size = group_ranks(query, rng)
+    label_rank, label_size = group_ranks(label, rng)
     key = np.where(query_size >= label_size, (query_rank + jitter) / query_size, (label_rank + jitter) / label_size)
     return np.argsort(key, kind="stable")
 
@@ -113,7 +113,7 @@ def plan_unique_batches(
     query_ids = np.asarray(query_ids, dtype=np.int64)
     label_ids = np.asarray(label_ids, dtype=np.int64)
     rows = np.arange(len(query_ids), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    order = rows[_spread_order(_dense_ids(query_ids[rows]), _dense_ids(label_ids[rows]), rng)] if len(rows) else rows
+    order = rows[_spread_order(dense_ids(query_ids[rows]), dense_ids(label_ids[rows]), rng)] if len(rows) else rows
     return pack_unique_batches(query_ids, label_ids, order, batch_size, drop_last, max_scan)
 
 

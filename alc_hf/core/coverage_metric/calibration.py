@@ -5,7 +5,7 @@ together. A score of ``-inf`` means "no prediction" (e.g. a query whose candidat
 never accepted but still counts in the denominator of coverage.
 
 NumPy and SciPy only, and nothing of alc_hf: this file sits in the ``evaluate`` module's folder so that the folder
-can be copied to the Hugging Face Hub as it is; :mod:`alc_hf.metrics` serves the same functions to the package.
+can be copied to the Hugging Face Hub as it is; :mod:`alc_hf.core.metrics` serves the same functions to the package.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 1. :func:`plan_certification` fixes, from the traffic's top-1 predictions alone (no label), everything the
    guarantee needs: the region labels are drawn from, one random order of it, the round size and the number of
-   rounds (see :mod:`alc_hf.metrics.certify`). :meth:`CertificationPlan.save` writes it beside the sheet
+   rounds (see :mod:`alc_hf.core.metrics.certify`). :meth:`CertificationPlan.save` writes it beside the sheet
    (``sheet.plan.json``), :func:`write_sheet` the rows of a round: ``round, traffic_index, query, top1_label, score``
    and an empty ``correct`` column, for a person to fill in with 1 (the top-1 label is right) or 0.
 2. :func:`read_labels` reads the sheet back, strictly: every row must be the plan's row at its place (a sheet from
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from alc_hf.core.files import write_atomically
+from alc_hf.core.metrics.certify import Certification, certify_threshold, draw_order, labelling_region
 from alc_hf.data.formats import DataFormatError, csv_records
-from alc_hf.evaluation.report import write_atomically
-from alc_hf.metrics.certify import Certification, certify_threshold, draw_order, labelling_region
 
 __all__ = [
     "CERTIFICATIONS_FILE",
@@ -411,7 +411,7 @@ def certifications_card_section(records: Sequence[dict]) -> str:
             f"from {figures['num_labelled']} labelled top-1 predictions ({figures['num_predictions']} queries), drawn "
             f"at random above {figures['region_threshold']:.6f}, on {record['certified_at']} (sheet "
             f"`{Path(record['sheet']).name}`; `alc-hf certify`, fixed-sequence testing with an exact hypergeometric "
-            "bound, `alc_hf.metrics.certify`)"
+            "bound, `alc_hf.core.metrics.certify`)"
         )
         if figures["threshold"] is None:
             body = (

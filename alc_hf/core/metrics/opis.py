@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alc_hf.evaluation.coverage_metric.calibration import check_scores
+from alc_hf.core.coverage_metric.calibration import check_scores
 
 # A label takes part in OPIS with at least this many positive pairs (and one negative), by default.
 OPIS_MIN_POSITIVES = 5

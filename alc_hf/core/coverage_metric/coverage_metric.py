@@ -1,6 +1,6 @@
 """`evaluate` module: coverage of top-1 predictions at a threshold calibrated for a target precision.
 
-A thin wrapper over ``calibration.py`` beside it (the functions :mod:`alc_hf.metrics` serves, so the same numbers
+A thin wrapper over ``calibration.py`` beside it (the functions :mod:`alc_hf.core.metrics` serves, so the same numbers
 as ``CoverageEvaluator``). Self-contained: this folder imports nothing of alc_hf and can be copied to the Hub as it
 is (its metric card is ``README.md`` beside it, its Space ``app.py``). Load it offline with
 ``evaluate.load(alc_hf.evaluation.COVERAGE_METRIC_PATH)``.

@@ -147,7 +147,7 @@ def select_pair_rows(pairs: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class XMCData:
+class QueryLabelData:
     """Queries, label texts, each query's positive label indices, and the (query, label) pairs to filter out: the
     form every reader returns, whatever the source (XMC files, product tables, the built-in catalog).
 
@@ -193,7 +193,7 @@ class XMCData:
     def num_labels(self) -> int:
         return len(self.labels)
 
-    def select_queries(self, keep: np.ndarray, source: str | None = None) -> XMCData:
+    def select_queries(self, keep: np.ndarray, source: str | None = None) -> QueryLabelData:
         """The queries where the boolean mask ``keep`` is true, with their positives, negatives and filter pairs;
         the labels are unchanged."""
         keep = np.asarray(keep, dtype=bool)
@@ -203,7 +203,7 @@ class XMCData:
         def kept(values: list[str]) -> list[str]:
             return [value for value, kept in zip(values, keep.tolist(), strict=True) if kept]
 
-        return XMCData(
+        return QueryLabelData(
             queries=kept(self.queries),
             labels=self.labels,
             positives=self.positives.select_rows(keep),
@@ -212,3 +212,7 @@ class XMCData:
             source=source or self.source,
             query_ids=None if self.query_ids is None else kept(self.query_ids),
         )
+
+
+# The name of QueryLabelData before 0.2 (when the XMC reader came first), kept so that code written against it runs.
+XMCData = QueryLabelData

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from alc_hf.data.query_labels import RaggedIds, check_int, checked_row_norms, is_member, pair_keys, sorted_unique
+from alc_hf.core.query_labels import RaggedIds, check_int, checked_row_norms, is_member, pair_keys, sorted_unique
 
 KINDS = ("flat", "hnsw", "ivf")
 DEFAULT_OPTIONS: dict[str, dict[str, int | None]] = {

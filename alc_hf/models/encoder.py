@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from alc_hf.command_line import SetupError
+from alc_hf.core.program import SetupError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 

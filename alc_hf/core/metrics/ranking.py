@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from alc_hf.data.query_labels import RaggedIds, is_member, pair_keys, sorted_unique
+from alc_hf.core.query_labels import RaggedIds, is_member, pair_keys, sorted_unique
 
 
 def _ragged(relevant: Sequence[Sequence[int]], num_rows: int) -> RaggedIds:
-    """Per-query relevant ids as :class:`~alc_hf.data.query_labels.RaggedIds` (used as is when they are)."""
+    """Per-query relevant ids as :class:`~alc_hf.core.query_labels.RaggedIds` (used as is when they are)."""
     if len(relevant) != num_rows:
         raise ValueError(f"relevant has {len(relevant)} rows but there are {num_rows} queries")
     return relevant if isinstance(relevant, RaggedIds) else RaggedIds.from_lists(relevant)

@@ -3,10 +3,10 @@ curve, OPIS, the score-shift check of a calibrated threshold, and a threshold ce
 torch, sentence-transformers or datasets is imported (a test checks it in a fresh process).
 
 The calibration and coverage functions live in the ``evaluate`` module's folder
-(``alc_hf/evaluation/coverage_metric/calibration.py``), so that folder can be copied to the Hub as it is; they are
+(``alc_hf/core/coverage_metric/calibration.py``), so that folder can be copied to the Hub as it is; they are
 served from here."""
 
-from alc_hf.evaluation.coverage_metric.calibration import (
+from alc_hf.core.coverage_metric.calibration import (
     CALIBRATION_METHODS,
     SHIFT_ALPHA,
     SHIFT_STATISTIC,
@@ -30,7 +30,7 @@ from alc_hf.evaluation.coverage_metric.calibration import (
     threshold_metrics,
     threshold_results,
 )
-from alc_hf.metrics.certify import (
+from alc_hf.core.metrics.certify import (
     Certification,
     certification_candidates,
     certify_threshold,
@@ -38,9 +38,9 @@ from alc_hf.metrics.certify import (
     labelling_region,
     labels_to_certify,
 )
-from alc_hf.metrics.opis import OPIS_MIN_POSITIVES, OPISResult, opis
-from alc_hf.metrics.pairwise import PairwiseF1, best_f1_threshold, pairwise_f1, pairwise_figures
-from alc_hf.metrics.ranking import drop_filtered_pairs, precision_at_k, precision_from_relevance, relevance_matrix
+from alc_hf.core.metrics.opis import OPIS_MIN_POSITIVES, OPISResult, opis
+from alc_hf.core.metrics.pairwise import PairwiseF1, best_f1_threshold, pairwise_f1, pairwise_figures
+from alc_hf.core.metrics.ranking import drop_filtered_pairs, precision_at_k, precision_from_relevance, relevance_matrix
 
 __all__ = [
     "CALIBRATION_METHODS",

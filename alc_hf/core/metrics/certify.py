@@ -32,7 +32,7 @@ so stopping after any round keeps the guarantee (a union bound over the rounds).
 MAPIE 1.6's ``BinaryClassificationController`` also runs Learn-then-Test, but on an i.i.d. labelled calibration set
 scored by a scikit-learn classifier, with binomial p-values: it has no region to sample from nor the finite
 traffic whose precision is certified here. The procedure is a few lines of SciPy, so it lives here, NumPy and SciPy
-only, like the rest of :mod:`alc_hf.metrics`.
+only, like the rest of :mod:`alc_hf.core.metrics`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import hypergeom
 
-from alc_hf.evaluation.coverage_metric.calibration import check_no_nan_or_inf, check_target_precision
+from alc_hf.core.coverage_metric.calibration import check_no_nan_or_inf, check_target_precision
 
 __all__ = [
     "Certification",

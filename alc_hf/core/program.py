@@ -14,7 +14,7 @@ import difflib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "OptionRange",
     "SetupError",
     "check_choice_option",
+    "check_option_ranges",
     "check_ranges",
     "nearest",
     "run_program",
@@ -117,3 +118,8 @@ def check_ranges(values: Mapping[str, Any], ranges: Mapping[str, OptionRange]) -
         for each in value if isinstance(value, list | tuple) else [value]:
             if not allowed.accepts(each):
                 raise ValueError(f"--{name} {each!r}: expected a value {allowed.describe()}")
+
+
+def check_option_ranges(options: Any, ranges: Mapping[str, OptionRange]) -> None:
+    """:func:`check_ranges` on the fields of the dataclass ``options``: the options of a program, declared once."""
+    check_ranges({option.name: getattr(options, option.name) for option in fields(options)}, ranges)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from alc_hf.evaluation.coverage_metric.calibration import check_scores, finite_or_none
+from alc_hf.core.coverage_metric.calibration import check_scores, finite_or_none
 
 __all__ = ["PairwiseF1", "best_f1_threshold", "pairwise_f1", "pairwise_figures"]
 

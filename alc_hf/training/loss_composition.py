@@ -1,0 +1,84 @@
+"""The loss the train program composes from its options: ``TCMLoss(ALCLoss(backbone))`` with the parts switched on
+(:func:`build_loss`, where the backbones' names are resolved and nowhere else), and where the parts sit in a chain of
+wrapping losses. The trainer sums the parts a loss returns (sentence-transformers logs each one): see
+:meth:`alc_hf.losses.TCMLoss.forward` for the dictionary of parts."""
+
+from __future__ import annotations
+
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from torch import nn
+
+from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+from alc_hf.losses.base import loss_chain
+
+__all__ = ["BACKBONES", "build_loss", "find_alc_loss", "find_pair_head", "pair_head_learning_rates"]
+
+# The backbones the recipe names; the loss classes themselves take loss objects.
+BACKBONES = {
+    "softmax": MultiPositiveSoftmaxLoss,
+    "triplet": HardestNegativeTripletLoss,
+    "mnrl": MultipleNegativesRankingLoss,
+}
+
+
+def build_loss(
+    model: SentenceTransformer,
+    base_loss: str | nn.Module = "softmax",
+    alc: bool = True,
+    ql_weight: float = 1.0,
+    qb_weight: float = 1.0,
+    num_negatives: int = 2,
+    pair_head_hidden_dim: int | None = None,
+    head_warmup_steps: int = 0,
+    tcm: bool = True,
+    pos_margin: float = 0.9,
+    neg_margin: float = 0.5,
+    gather_across_devices: bool = False,
+) -> nn.Module:
+    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off.
+
+    ``base_loss`` is a backbone's name (:data:`BACKBONES`, resolved here and nowhere else) or a loss object that
+    can share embeddings (such as ``MultipleNegativesRankingLoss(model)``)."""
+    if isinstance(base_loss, str):
+        if base_loss not in BACKBONES:
+            raise ValueError(f"unknown base_loss {base_loss!r}; expected one of {sorted(BACKBONES)} or a loss object")
+        base_loss = BACKBONES[base_loss](model, gather_across_devices=gather_across_devices)
+    loss = base_loss
+    if alc:
+        loss = ALCLoss(
+            model,
+            base_loss=loss,
+            ql_weight=ql_weight,
+            qb_weight=qb_weight,
+            num_negatives=num_negatives,
+            pair_head_hidden_dim=pair_head_hidden_dim,
+            head_warmup_steps=head_warmup_steps,
+            gather_across_devices=gather_across_devices,
+        )
+    if tcm:
+        loss = TCMLoss(
+            model,
+            base_loss=loss,
+            pos_margin=pos_margin,
+            neg_margin=neg_margin,
+            gather_across_devices=gather_across_devices,
+        )
+    return loss
+
+
+def find_alc_loss(loss: nn.Module) -> ALCLoss | None:
+    """The ALCLoss in a chain of wrapping losses, if any."""
+    return next((part for part in loss_chain(loss) if isinstance(part, ALCLoss)), None)
+
+
+def find_pair_head(loss: nn.Module) -> PairHead | None:
+    """The pair head trained by the ALCLoss in ``loss``, if any."""
+    alc_loss = find_alc_loss(loss)
+    return None if alc_loss is None else alc_loss.pair_head
+
+
+def pair_head_learning_rates(loss: nn.Module, learning_rate: float) -> dict[str, float]:
+    """``learning_rate_mapping`` entries that give the pair head its own learning rate (none without a head: the
+    trainer refuses a pattern that matches no parameter)."""
+    return {r"pair_head\.": learning_rate} if find_alc_loss(loss) is not None else {}
