@@ -18,9 +18,12 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --constraint constraints.txt --no-build-isolation --editable '.[dev,demo]'
 	touch $@
 
+# Train, then the rest of the loop (recipes/demo_loop.py): certify a threshold on the catalog's test traffic, its ground
+# truth playing the person who labels, and decide new offers with that certificate.
 demo: $(INSTALLED)
 	HF_HUB_OFFLINE=1 $(PY) recipes/train_alc.py --output_dir outputs/demo --overwrite_output_dir true --max_steps 60 \
 		--per_device_train_batch_size 64 --logging_steps 10
+	HF_HUB_OFFLINE=1 $(PY) recipes/demo_loop.py outputs/demo/final
 
 # The demo, then a cross-encoder verifier on negatives mined with the trained bi-encoder: coverage at 90% and 95% with
 # the cosine and with the verifier as the accept score. A quick budget (a random 16,000 of the verifier's pairs, one

@@ -5,6 +5,7 @@ alc-hf evaluate [MODEL] [--data catalog|wdc|tables|xmc|beir|pairs] [--data_dir D
     [--query_column C --label_column C ...] [--evaluation_view corpus|labelled] [--output_dir DIR]
 alc-hf certify [MODEL] --data ... --split SPLIT --budget N [--sheet labels.csv] [--target_precision 0.9]
 alc-hf certify --labels labels.csv
+alc-hf match MODEL --catalog products.csv --queries new.csv --output decisions.csv [--threshold T] [--audit N]
 
 Every option shared with the train program is declared once (:mod:`alc_hf.data.options`,
 :mod:`alc_hf.evaluation.options`); each command's own are the dataclasses below. ``alc-hf --help`` imports nothing
@@ -37,6 +38,7 @@ COMMANDS = {
     "train": "fine-tune a bi-encoder with ALC + TCM, measure coverage before and after, save the model folder",
     "evaluate": "coverage of a saved model at thresholds calibrated on one split and applied to another",
     "certify": "a threshold whose precision on your own traffic is guaranteed, from a few labelled top-1 predictions",
+    "match": "accept or send to review every new query, by the model's certified (or given) threshold",
 }
 DESCRIPTIONS = {
     "evaluate": "Embed a dataset's calibration and test splits with a saved model, calibrate a threshold per target "
@@ -47,6 +49,11 @@ DESCRIPTIONS = {
     "--labels labels.csv` once the column is filled in: the threshold with the most coverage whose precision on that "
     "traffic is at least the target with probability 1 - delta, the coverage it gives, and a next round of rows to "
     "label when more could certify a looser threshold.",
+    "match": "Index the catalog (once: the index is saved under a fingerprint of the model and the catalog), decide "
+    "every query of the file: its top-1 product and accept score, `accept` when the score reaches the threshold "
+    "the model folder carries (its certification, else its report's calibrated one, said to be uncertified; or "
+    "--threshold), else `review` with the top-k candidates. Writes the decisions atomically, a summary, and with "
+    "--audit N a sheet of N accepted decisions for `alc-hf certify --labels`.",
 }
 MODEL_HELP = "saved model folder or Hub id (default: sentence-transformers/all-MiniLM-L6-v2, offline when installed)"
 
@@ -115,31 +122,82 @@ class CertifyArguments:
         check_option_ranges(self, RANGES)
 
 
+@dataclass
+class MatchArguments:
+    catalog: str | None = field(
+        default=None, metadata={"help": "The catalog: a .csv, .jsonl or .parquet file of products (required)."}
+    )
+    catalog_id_column: str = field(default="id", metadata={"help": "The catalog's column of product ids."})
+    catalog_text_column: str = field(default="text", metadata={"help": "The catalog's column of product texts."})
+    queries: str | None = field(
+        default=None, metadata={"help": "The new queries: a .csv, .jsonl or .parquet file of any size (required)."}
+    )
+    query_id_column: str = field(default="id", metadata={"help": "The queries' column of ids."})
+    query_text_column: str = field(default="text", metadata={"help": "The queries' column of texts."})
+    output: str = field(default="decisions.csv", metadata={"help": "Where the decisions go: .csv, .jsonl or .parquet."})
+    threshold: float | None = field(
+        default=None, metadata={"help": "Accept above this score instead of the model folder's threshold."}
+    )
+    accept_score: str | None = field(
+        default=None,
+        metadata={"help": "The score to threshold: chooses among the folder's certifications (default: cosine)."},
+    )
+    target_precision: float | None = field(
+        default=None, metadata={"help": "Chooses among the folder's certifications (default: the only one, or 0.9)."}
+    )
+    top_k: int = field(default=5, metadata={"help": "Candidates kept per query (a person chooses from them)."})
+    index_kind: str = field(
+        default="auto",
+        metadata={"help": "auto (exact up to 200,000 products, IVF above), flat, hnsw or ivf."},
+    )
+    index_dir: str = field(
+        default="alc_hf_index", metadata={"help": "Where catalog indexes are saved and reused from."}
+    )
+    chunk_size: int = field(default=4096, metadata={"help": "Queries decided at a time (bounds the memory)."})
+    audit: int = field(
+        default=0, metadata={"help": "Write a sheet of N accepted decisions drawn at random, for a person to check."}
+    )
+    audit_seed: int = field(default=0, metadata={"help": "Seed of the audit's draw."})
+
+    def __post_init__(self) -> None:
+        check_option_ranges(self, MATCH_RANGES)
+
+
+MATCH_RANGES = {
+    "target_precision": OptionRange(0, 1, low_included=False, high_included=False),
+    "top_k": OptionRange(1),
+    "chunk_size": OptionRange(1),
+    "audit": OptionRange(0),
+}
+
+
 def _command_parser(command: str) -> Any:
-    """The parser of ``alc-hf evaluate`` or ``alc-hf certify``: the shared dataclasses, the command's own, and MODEL.
-    No abbreviation is taken: argparse would read a misspelt --query_colum as --query_column without a word."""
+    """The parser of ``alc-hf evaluate``, ``certify`` or ``match``: the shared dataclasses, the command's own, and
+    MODEL. No abbreviation is taken: argparse would read a misspelt --query_colum as --query_column without a word."""
     from transformers import HfArgumentParser
 
     from alc_hf.data.options import DataArguments
     from alc_hf.evaluation.accept import ACCEPT_SCORES
+    from alc_hf.evaluation.matcher import MATCH_SCORES
     from alc_hf.evaluation.options import CalibrationArguments, RetrievalArguments, RiskArguments
 
-    shared = (DataArguments, RetrievalArguments)
-    own = (
-        (CalibrationArguments, RiskArguments, EvaluateArguments)
-        if command == "evaluate"
-        else (RiskArguments, CertifyArguments)
-    )
-    parser = HfArgumentParser(
-        (*shared, SavedModelArguments, *own),
-        prog=f"alc-hf {command}",
-        description=DESCRIPTIONS[command],
-        allow_abbrev=False,
-    )
+    types = {
+        "evaluate": (
+            DataArguments,
+            RetrievalArguments,
+            SavedModelArguments,
+            CalibrationArguments,
+            RiskArguments,
+            EvaluateArguments,
+        ),
+        "certify": (DataArguments, RetrievalArguments, SavedModelArguments, RiskArguments, CertifyArguments),
+        "match": (SavedModelArguments, MatchArguments),
+    }[command]
+    parser = HfArgumentParser(types, prog=f"alc-hf {command}", description=DESCRIPTIONS[command], allow_abbrev=False)
     parser.add_argument("model", nargs="?", default=None, help=MODEL_HELP)
     for action in parser._actions:
         if action.dest in ("accept_scores", "accept_score"):
-            action.choices = ACCEPT_SCORES
+            action.choices = MATCH_SCORES if command == "match" else ACCEPT_SCORES
     return parser
 
 
@@ -152,7 +210,8 @@ def _parse_command(command: str, argv: list[str]) -> argparse.Namespace:
         known = [option for action in parser._actions for option in action.option_strings]
         parser.error(unknown_arguments(remaining, known))
     values = {name: value for each in options for name, value in vars(each).items()}
-    return argparse.Namespace(**values, model=extra.model, source=options[0].source())
+    source = options[0].source() if hasattr(options[0], "source") else None
+    return argparse.Namespace(**values, model=extra.model, source=source)
 
 
 def _accept_models(args: argparse.Namespace) -> tuple[object, object]:
@@ -371,6 +430,72 @@ def _record_in_model_folder(plan: CertificationPlan, record: dict, written: Path
     )
 
 
+def _match(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from alc_hf.data.records import read_catalog
+    from alc_hf.evaluation.decisions import barrier, match_file, process_shard, summary_path
+    from alc_hf.evaluation.matcher import Matcher
+
+    missing = [f"--{name}" for name in ("catalog", "queries") if getattr(args, name) is None]
+    if args.model is None or missing:
+        raise ValueError(f"match needs {' and '.join((['MODEL'] if args.model is None else []) + missing)}")
+    if Path(args.output).exists():
+        print(f"Note: {args.output} exists and is replaced once the new decisions are complete.")
+    # Cheap checks first: the catalog and the threshold, before the model is loaded.
+    catalog = read_catalog(args.catalog, args.catalog_id_column, args.catalog_text_column)
+    matcher = Matcher.from_model_dir(
+        args.model,
+        accept_score=args.accept_score,
+        target_precision=args.target_precision,
+        threshold=args.threshold,
+        device=args.device,
+        top_k=args.top_k,
+        batch_size=args.per_device_eval_batch_size,
+        verifier_path=args.verifier,
+    )
+    rank, world = process_shard()
+    say = print if rank == 0 else (lambda *_, **__: None)
+    say(f"Rule: {matcher.rule.describe()}", flush=True)
+    if rank > 0:
+        barrier()  # the first process builds (or reuses) and saves the index; the others then read it
+    reused = matcher.index(catalog.ids, catalog.texts, args.index_dir, args.index_kind, show_progress_bar=rank == 0)
+    if rank == 0 and world > 1:
+        barrier()
+    say(f"Catalog: {len(catalog.ids):,} products, {matcher.index_kind} index {'reused' if reused else 'built'}.")
+    with tqdm(desc=f"Deciding{f' (process {rank})' if world > 1 else ''}", unit=" queries") as bar:
+        summary = match_file(
+            matcher,
+            args.queries,
+            args.output,
+            args.query_id_column,
+            args.query_text_column,
+            args.chunk_size,
+            audit=args.audit,
+            seed=args.audit_seed,
+            progress=lambda done: bar.update(done - bar.n),
+        )
+    if summary is None:
+        return
+    bound = summary.precision_lower_bound
+    print(
+        f"\n{summary.queries:,} queries: {summary.accepted:,} accepted ({summary.accepted_share:.1%}), the rest to "
+        f"review; {summary.queries_per_second:,.0f} queries/s.\n"
+        + (
+            f"The certified precision bound it relies on: {bound:.3f} (on the traffic it was certified on).\n"
+            if bound is not None
+            else f"No certified precision bound: the threshold is {summary.source}.\n"
+        )
+        + (f"WARNING: {summary.shift} Re-certify before trusting the threshold.\n" if summary.shift_warning else "")
+        + (
+            f"Audit sheet: {summary.audit_sheet} (fill in `correct`, then alc-hf certify --labels it).\n"
+            if summary.audit_sheet
+            else ""
+        )
+        + f"Wrote {args.output} and {summary_path(Path(args.output))}"
+    )
+
+
 def _given_options(command: str, command_argv: Sequence[str]) -> set[str]:
     """The ``dest`` of each option written in ``command_argv`` (``model`` for a MODEL): a default cannot be told
     from a value given. argparse sets a default only where the namespace has no value yet, so each starts as a
@@ -405,8 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_program(lambda: train(rest), "alc-hf train")
     debug = "--debug" in rest or any(argument.startswith("--debug=") for argument in rest)
-    if command == "evaluate":
-        return run_program(lambda: _evaluate(_parse_command(command, rest)), "alc-hf evaluate", debug=debug)
+    if command in ("evaluate", "match"):
+        run = _evaluate if command == "evaluate" else _match
+        return run_program(lambda: run(_parse_command(command, rest)), f"alc-hf {command}", debug=debug)
     given = _given_options(command, rest)
     return run_program(lambda: _certify(_parse_command(command, rest), given), "alc-hf certify", debug=debug)
 

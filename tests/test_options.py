@@ -60,7 +60,7 @@ def test_an_option_shared_with_the_train_program_has_one_name_default_and_help(c
     assert not {"view", "seed", "batch_size"} & set(cli)
 
 
-@pytest.mark.parametrize("parser", ["train", "evaluate", "certify"])
+@pytest.mark.parametrize("parser", ["train", "evaluate", "certify", "match"])
 def test_every_option_has_help(parser):
     options = declarations(recipe_parser(ARGUMENTS) if parser == "train" else _command_parser(parser))
     missing = sorted(name for name, action in options.items() if not (action.help or "").strip())

@@ -507,7 +507,8 @@ def test_every_demo_option_is_a_recipe_option(target):
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
     assert recipe, f"no `{target}` target in the Makefile"
-    command = recipe.group(1).replace("\\\n", " ").split()
+    lines = recipe.group(1).replace("\\\n", " ").splitlines()  # one command a line, continuations joined
+    command = next(line for line in lines if "recipes/train_alc.py" in line).split()
     argv = command[command.index("recipes/train_alc.py") + 1 :]
     *_, verifier_args, args = parse_recipe_arguments(train_program().ARGUMENTS, argv)
     assert args.output_dir == f"outputs/{target.replace('-', '_')}"

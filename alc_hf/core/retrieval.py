@@ -3,8 +3,10 @@ with filter pairs removed, and scoring restricted to per-query candidate labels.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -24,6 +26,8 @@ _QUERY_BLOCK = 4096
 _SLOT_BUDGET = 1 << 22
 # faiss's k-means asks for at least this many training points per IVF list and prints a warning otherwise.
 _MIN_POINTS_PER_LIST = 39
+# What LabelIndex.save writes.
+_INDEX_FILE, _VECTORS_FILE, _SETTINGS_FILE = "index.faiss", "vectors.npy", "index.json"
 
 
 @dataclass
@@ -111,10 +115,46 @@ class LabelIndex:
             # float32 input without normalisation arrives here as the caller's own array.
             self._vectors = vectors.copy() if np.may_share_memory(vectors, corpus) else vectors
         else:
-            # View faiss's own copy rather than holding the corpus twice.
-            storage = self._index if kind == "flat" else faiss.downcast_index(self._index.storage)
-            self._vectors = faiss.rev_swig_ptr(storage.get_xb(), num_labels * dim).reshape(num_labels, dim)
-            self._vectors.flags.writeable = False
+            self._vectors = self._stored_vectors()
+
+    def _stored_vectors(self) -> np.ndarray:
+        """A read-only view of faiss's own copy of the corpus (flat and HNSW), rather than holding it twice."""
+        storage = self._index if self._kind == "flat" else faiss.downcast_index(self._index.storage)
+        vectors = faiss.rev_swig_ptr(storage.get_xb(), self.num_labels * self.dim).reshape(self.num_labels, self.dim)
+        vectors.flags.writeable = False
+        return vectors
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the index into ``folder`` (faiss's own file, the settings, and for IVF the vectors by label index),
+        for :meth:`load` to read back without building it again. Returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self._index, str(folder / _INDEX_FILE))
+        if self._kind == "ivf":
+            np.save(folder / _VECTORS_FILE, self._vectors)
+        settings = {"kind": self._kind, "options": self._options, "normalize": self._normalize}
+        (folder / _SETTINGS_FILE).write_text(json.dumps(settings))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LabelIndex:
+        """The index :meth:`save` wrote into ``folder``.
+
+        Raises:
+            FileNotFoundError: ``folder`` holds no saved index.
+        """
+        folder = Path(folder)
+        if not (folder / _SETTINGS_FILE).is_file() or not (folder / _INDEX_FILE).is_file():
+            raise FileNotFoundError(f"no saved index in {folder} (expected {_SETTINGS_FILE} and {_INDEX_FILE})")
+        settings = json.loads((folder / _SETTINGS_FILE).read_text())
+        index = cls.__new__(cls)
+        index._kind, index._options, index._normalize = settings["kind"], settings["options"], settings["normalize"]
+        index._index = faiss.read_index(str(folder / _INDEX_FILE))
+        if index._kind == "ivf":
+            index._vectors = np.load(folder / _VECTORS_FILE)
+        else:
+            index._vectors = index._stored_vectors()
+        return index
 
     @property
     def num_labels(self) -> int:
@@ -127,6 +167,12 @@ class LabelIndex:
     @property
     def kind(self) -> str:
         return self._kind
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """``[num_labels, dim]`` float32 corpus vectors by label index, as searched (normalised with
+        ``normalize=True``); read them, do not change them."""
+        return self._vectors
 
     @property
     def options(self) -> dict[str, int]:

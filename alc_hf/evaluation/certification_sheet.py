@@ -64,6 +64,8 @@ LABEL_SPELLINGS = (
 CARD_HEADING = "## Certified threshold"
 # Every certification of a model, in its folder: what the card section shows and what a deployment reads.
 CERTIFICATIONS_FILE = "certifications.json"
+# Quantiles of the certified traffic's top-1 scores kept with a certification.
+REFERENCE_QUANTILES = 1001
 # The fields that say what a certification is of: a new one with the same replaces the old one.
 CERTIFICATION_KEY = ("traffic", "accept_score", "target_precision", "delta")
 
@@ -374,7 +376,18 @@ def certification_record(
         "round_delta": plan.round_delta,
         "max_coverage": plan.max_coverage,
         "certification": certification.to_dict(),
+        # Quantiles of the traffic's top-1 scores: what `alc-hf match` compares new traffic with.
+        "reference_scores": reference_scores(plan.traffic_scores),
     }
+
+
+def reference_scores(scores: np.ndarray, num_quantiles: int = REFERENCE_QUANTILES) -> list[float]:
+    """``num_quantiles`` evenly spaced quantiles of the finite ``scores``: a compact stand-in for the distribution
+    of a traffic's top-1 scores (a query without a prediction counts as the lowest score)."""
+    finite = scores[np.isfinite(scores)]
+    lowest = float(finite.min()) if finite.size else 0.0
+    values = np.where(np.isfinite(scores), scores, lowest)
+    return [float(value) for value in np.quantile(values, np.linspace(0.0, 1.0, num_quantiles))]
 
 
 def record_certification(model_dir: str | Path, record: dict) -> tuple[list[dict], dict | None]:
