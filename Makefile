@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade --constraint constraints.txt pip setuptools
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet --constraint constraints.txt --no-build-isolation --editable '.[dev,demo]'
+	$(PY) -m pip install --quiet --constraint constraints.txt --no-build-isolation --editable '.[dev,demo,cpu]'
 	touch $@
 
 # Train, then the rest of the loop (recipes/demo_loop.py): certify a threshold on the catalog's test traffic, its ground
@@ -49,7 +49,7 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install --quiet $(TORCH)
 	echo '$(TORCH)' > $(LOCK_VENV)/torch-constraint.txt
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade --constraint $(LOCK_VENV)/torch-constraint.txt \
-		--no-build-isolation --editable '.[dev,demo]'
+		--no-build-isolation --editable '.[dev,demo,cpu]'
 	HF_HUB_OFFLINE=1 ALC_HF_REQUIRE_SHARED_DATA=1 $(LOCK_VENV)/bin/python -m pytest -q
 	{ echo '# The tested stack: written by `make lock` after the suite passed on a fresh venv; see docs/development.md.'; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable; } > constraints.txt.new

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from alc_hf.core.program import (
     DEBUG_ENVIRONMENT_VARIABLE,
     OptionRange,
+    check_choice_option,
     check_option_ranges,
     run_program,
     unknown_arguments,
@@ -69,9 +70,20 @@ RANGES = {
 
 @dataclass
 class SavedModelArguments:
-    """How ``evaluate`` and ``certify`` run a saved model."""
+    """How ``evaluate``, ``certify`` and ``match`` run a saved model."""
 
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Texts per batch when embedding."})
+    backend: str = field(
+        default="torch",
+        metadata={
+            "help": "What runs the bi-encoder: torch, onnx (onnxruntime, the same scores) or onnx-int8 (weights "
+            "quantized: faster on a CPU, other scores). A threshold holds for the backend it was certified with."
+        },
+    )
+    index_dir: str = field(
+        default="alc_hf_index",
+        metadata={"help": "Where catalog indexes and exported encoders are saved and reused from."},
+    )
     device: str | None = field(default=None, metadata={"help": "e.g. cpu or cuda (default: sentence-transformers')."})
     verifier: str | None = field(
         default=None,
@@ -87,6 +99,9 @@ class SavedModelArguments:
 
     def __post_init__(self) -> None:
         check_option_ranges(self, RANGES)
+        from alc_hf.models.onnx_encoder import BACKENDS
+
+        check_choice_option("backend", self.backend, BACKENDS)
 
 
 @dataclass
@@ -125,15 +140,17 @@ class CertifyArguments:
 @dataclass
 class MatchArguments:
     catalog: str | None = field(
-        default=None, metadata={"help": "The catalog: a .csv, .jsonl or .parquet file of products (required)."}
+        default=None,
+        metadata={
+            "help": "The catalog: a .csv, .jsonl or .parquet file of products; or leave it out and name a dataset "
+            "folder with --data and --data_dir, whose labels (e.g. tableB.csv) are the catalog."
+        },
     )
     catalog_id_column: str = field(default="id", metadata={"help": "The catalog's column of product ids."})
     catalog_text_column: str = field(default="text", metadata={"help": "The catalog's column of product texts."})
     queries: str | None = field(
         default=None, metadata={"help": "The new queries: a .csv, .jsonl or .parquet file of any size (required)."}
     )
-    query_id_column: str = field(default="id", metadata={"help": "The queries' column of ids."})
-    query_text_column: str = field(default="text", metadata={"help": "The queries' column of texts."})
     output: str = field(default="decisions.csv", metadata={"help": "Where the decisions go: .csv, .jsonl or .parquet."})
     threshold: float | None = field(
         default=None, metadata={"help": "Accept above this score instead of the model folder's threshold."}
@@ -149,9 +166,6 @@ class MatchArguments:
     index_kind: str = field(
         default="auto",
         metadata={"help": "auto (exact up to 200,000 products, IVF above), flat, hnsw or ivf."},
-    )
-    index_dir: str = field(
-        default="alc_hf_index", metadata={"help": "Where catalog indexes are saved and reused from."}
     )
     chunk_size: int = field(default=4096, metadata={"help": "Queries decided at a time (bounds the memory)."})
     audit: int = field(
@@ -191,7 +205,7 @@ def _command_parser(command: str) -> Any:
             EvaluateArguments,
         ),
         "certify": (DataArguments, RetrievalArguments, SavedModelArguments, RiskArguments, CertifyArguments),
-        "match": (SavedModelArguments, MatchArguments),
+        "match": (DataArguments, SavedModelArguments, MatchArguments),
     }[command]
     parser = HfArgumentParser(types, prog=f"alc-hf {command}", description=DESCRIPTIONS[command], allow_abbrev=False)
     parser.add_argument("model", nargs="?", default=None, help=MODEL_HELP)
@@ -228,12 +242,21 @@ def _accept_models(args: argparse.Namespace) -> tuple[object, object]:
     return verifier, saved_pair_head(resolve_model_path(args.model))
 
 
+def _encoder(args: argparse.Namespace) -> Any:
+    """The bi-encoder of ``args.model`` on ``args.backend`` (loaded first: a model that cannot load fails early)."""
+    from alc_hf.evaluation.matcher import load_backend
+    from alc_hf.models import load_encoder, resolve_model_path
+
+    model = load_encoder(args.model, device=args.device)
+    return load_backend(model, resolve_model_path(args.model), args.backend, args.index_dir)
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from alc_hf.data.loading import load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.outputs import write_reports
     from alc_hf.evaluation.report import accept_score_caveats, accept_score_table
-    from alc_hf.models import DEFAULT_MODEL, load_encoder
+    from alc_hf.models import DEFAULT_MODEL
 
     args.model = args.model or DEFAULT_MODEL
     verifier, pair_head = _accept_models(args)
@@ -251,7 +274,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         rerank_depth=args.rerank_depth,
         accept_scores=args.accept_scores,
     )
-    model = load_encoder(args.model, device=args.device)
+    model = _encoder(args)
     evaluator(model)
     written = write_reports(evaluator.last_reports, args.output_dir, model_name=args.model)
     print(f"\nModel {args.model} on {args.data}{' ' + args.data_dir if args.data_dir else ''}:\n")
@@ -287,7 +310,7 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.accept import FITTED_SCORES
     from alc_hf.evaluation.certification_sheet import LABEL_SPELLINGS, plan_certification, plan_path, write_sheet
-    from alc_hf.models import DEFAULT_MODEL, load_encoder
+    from alc_hf.models import DEFAULT_MODEL
 
     model_name = args.model or DEFAULT_MODEL
     args.model = model_name
@@ -316,7 +339,7 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
         rerank_depth=args.rerank_depth,
         accept_scores=(args.accept_score,),
     )
-    top = evaluator.compute_predictions(load_encoder(model_name, device=args.device))[args.accept_score][1]
+    top = evaluator.compute_predictions(_encoder(args))[args.accept_score][1]
     ids = top.ids[:, 0]
     plan = plan_certification(
         top.scores[:, 0],
@@ -332,6 +355,7 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
         max_coverage=args.max_coverage,
         seed=args.draw_seed,
         model_dir=str(Path(model_name).resolve()) if Path(model_name).is_dir() else None,
+        backend=args.backend,
     )
     plan.save(plan_file)
     write_sheet(plan, sheet, 1, [])
@@ -433,17 +457,26 @@ def _record_in_model_folder(plan: CertificationPlan, record: dict, written: Path
 def _match(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
-    from alc_hf.data.records import read_catalog
+    from alc_hf.data.loading import load_query_label_data
+    from alc_hf.data.records import RecordChunk, read_catalog, record_count
     from alc_hf.evaluation.decisions import barrier, match_file, process_shard, summary_path
     from alc_hf.evaluation.matcher import Matcher
 
-    missing = [f"--{name}" for name in ("catalog", "queries") if getattr(args, name) is None]
-    if args.model is None or missing:
-        raise ValueError(f"match needs {' and '.join((['MODEL'] if args.model is None else []) + missing)}")
+    missing = ["MODEL"] if args.model is None else []
+    if args.queries is None:
+        missing.append("--queries")
+    if args.catalog is None and args.data_dir is None:
+        missing.append("--catalog (or --data and --data_dir)")
+    if missing:
+        raise ValueError(f"match needs {', '.join(missing)}")
     if Path(args.output).exists():
         print(f"Note: {args.output} exists and is replaced once the new decisions are complete.")
     # Cheap checks first: the catalog and the threshold, before the model is loaded.
-    catalog = read_catalog(args.catalog, args.catalog_id_column, args.catalog_text_column)
+    if args.catalog is not None:
+        catalog = read_catalog(args.catalog, args.catalog_id_column, args.catalog_text_column)
+    else:  # a dataset folder's labels, known by their position
+        labels = load_query_label_data(**args.source).labels
+        catalog = RecordChunk([str(i) for i in range(len(labels))], labels, [])
     matcher = Matcher.from_model_dir(
         args.model,
         accept_score=args.accept_score,
@@ -453,6 +486,8 @@ def _match(args: argparse.Namespace) -> None:
         top_k=args.top_k,
         batch_size=args.per_device_eval_batch_size,
         verifier_path=args.verifier,
+        backend=args.backend,
+        cache_dir=args.index_dir,
     )
     rank, world = process_shard()
     say = print if rank == 0 else (lambda *_, **__: None)
@@ -463,13 +498,14 @@ def _match(args: argparse.Namespace) -> None:
     if rank == 0 and world > 1:
         barrier()
     say(f"Catalog: {len(catalog.ids):,} products, {matcher.index_kind} index {'reused' if reused else 'built'}.")
-    with tqdm(desc=f"Deciding{f' (process {rank})' if world > 1 else ''}", unit=" queries") as bar:
+    total = record_count(args.queries)  # known for Parquet: the bar then shows an ETA too
+    with tqdm(desc=f"Deciding{f' (process {rank})' if world > 1 else ''}", unit=" queries", total=total) as bar:
         summary = match_file(
             matcher,
             args.queries,
             args.output,
-            args.query_id_column,
-            args.query_text_column,
+            args.query_id_column or "id",
+            args.query_column or "text",
             args.chunk_size,
             audit=args.audit,
             seed=args.audit_seed,

@@ -11,7 +11,10 @@ Matcher's cosine route (embed the queries, exact top-5, the threshold) against
 ``sentence_transformers.util.semantic_search`` over the same catalog embeddings plus the same threshold; the two must
 take the same decisions (top-1 up to cosine ties within 1e-5, and the accepted set). Then the verifier route's cost
 per query (a cross-encoder started from the same encoder: the cost, not its quality, is what is measured). The
-threshold is the median top-1 cosine, so half the queries are accepted.
+threshold is the median top-1 cosine, so half the queries are accepted. Last, the Matcher on the onnxruntime
+backends (``onnx``: fp32; ``onnx-int8``: weights quantized), catalog and queries embedded by each: queries per
+second against the torch Matcher's, and the share of decisions (accepted or not, or the top-1) that change at the
+same threshold.
 
 ``scale``: 1,000,000 products and 10,000 queries of 384 dims, random but clustered as in ``benchmarks/eval_scale.py``
 (labels noisy copies of 8,192 centres, queries noisy copies of labels). The exact (flat) index against the IVF index
@@ -49,6 +52,7 @@ def routes(args: argparse.Namespace) -> dict:
     from alc_hf.data import read_product_tables
     from alc_hf.evaluation.matcher import AcceptRule, Matcher
     from alc_hf.models import DEFAULT_MODEL, load_encoder
+    from alc_hf.models.onnx_encoder import OnnxEncoder
     from alc_hf.models.verifier import initial_verifier
 
     torch.set_num_threads(args.threads)
@@ -107,6 +111,30 @@ def routes(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     verifying.match(queries)
     verifier_seconds = time.perf_counter() - started
+    backends = {}
+    for backend in ("onnx", "onnx-int8"):
+        encoder = OnnxEncoder.from_sentence_transformer(
+            model, backend, REPO / "outputs" / "match_speed" / "encoders", "all-MiniLM-L6-v2", threads=args.threads
+        )
+        on_backend = Matcher(encoder, matcher.rule, batch_size=args.batch_size)
+        started = time.perf_counter()
+        on_backend.index(ids, catalog)
+        indexed = time.perf_counter() - started
+        seconds = []
+        for _ in range(args.backend_repeats):
+            started = time.perf_counter()
+            other = on_backend.match(queries)
+            seconds.append(time.perf_counter() - started)
+        changed = (other.accepted != decided.accepted) | (other.ids[:, 0] != decided.ids[:, 0])
+        backends[backend] = {
+            "catalog_embedding_seconds": indexed,
+            "seconds": seconds,
+            "queries_per_second": len(queries) / statistics.median(seconds),
+            "speedup_over_torch_matcher": statistics.median(times["matcher"]) / statistics.median(seconds),
+            "decisions_changed_share": float(changed.mean()),
+            "accepted_changed_share": float((other.accepted != decided.accepted).mean()),
+            "top1_changed_share": float((other.ids[:, 0] != decided.ids[:, 0]).mean()),
+        }
     medians = {arm: statistics.median(values) for arm, values in times.items()}
     return {
         "catalog": len(catalog),
@@ -123,6 +151,7 @@ def routes(args: argparse.Namespace) -> dict:
         "same_accepted_set": same_accepted,
         "verifier_ms_per_query": 1000 * verifier_seconds / len(queries),
         "cosine_ms_per_query": 1000 * medians["matcher"] / len(queries),
+        "backends": backends,
     }
 
 
@@ -171,6 +200,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--search_repeats", type=int, default=20)
+    parser.add_argument("--backend_repeats", type=int, default=3)
     parser.add_argument("--num_labels", type=int, default=1_000_000)
     parser.add_argument("--nlist", type=int, default=1024)
     parser.add_argument("--nprobe", type=int, default=32)

@@ -3,7 +3,8 @@ decide new traffic with it.
 
     python recipes/demo_loop.py outputs/demo/final
 
-1. ``alc-hf certify`` writes a sheet of 200 top-1 predictions of the test offers, drawn at random.
+1. ``alc-hf certify`` writes a sheet of 300 top-1 predictions of the test offers, drawn at random from the
+   best-scored 60% of them.
 2. Here **the catalog's ground truth plays the person who labels them** (in production a person fills in the
    ``correct`` column); ``alc-hf certify --labels`` then certifies the threshold and keeps it in the model folder.
 3. ``alc-hf match`` decides the catalog's validation offers — traffic the certificate was not made on — against the
@@ -46,8 +47,10 @@ def main(model_dir: str) -> int:
     work = Path(model_dir).parent / "loop"
     work.mkdir(parents=True, exist_ok=True)
     sheet = work / "labels.csv"
-    print(f"\n[1/3] Certify: a sheet of 200 test offers' top-1 products to label ({sheet})", flush=True)
-    step_1 = [model_dir, "--split", "tst", "--budget", "200", "--sheet", str(sheet), "--overwrite", "true"]
+    print(f"\n[1/3] Certify: a sheet of 300 test offers' top-1 products to label ({sheet})", flush=True)
+    # Labels drawn from the best-scored 60% of the traffic, where a 90% threshold can be: none is spent below.
+    step_1 = [model_dir, "--split", "tst", "--budget", "300", "--max_coverage", "0.6", "--sheet", str(sheet)]
+    step_1 += ["--overwrite", "true"]
     if alc_hf(["certify", *step_1]) != 0:
         return 2
     print("\n[2/3] The catalog's ground truth plays the person who labels the sheet; then certify.", flush=True)

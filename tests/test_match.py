@@ -64,7 +64,7 @@ def match(model_dir: Path, catalog: Path, queries: Path, output: Path, *options:
             str(queries),
             "--query_id_column",
             "qid",
-            "--query_text_column",
+            "--query_column",
             "offer",
             "--output",
             str(output),
@@ -213,6 +213,27 @@ def test_bad_input_is_one_located_error_and_leaves_no_output(
     assert not [path for path in leftovers if path.name.startswith(("decisions", ".decisions"))], leftovers
 
 
+def test_the_catalog_can_be_a_dataset_folders_labels(tmp_path, tiny_model, capsys):
+    """``--data tables --data_dir`` instead of ``--catalog``: tableB is the catalog, its products known by position."""
+    from tests.test_readers import TABLE_A, TABLE_B, TEST, TRAIN, VALID, make_tables
+
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    make_tables(folder, TABLE_A, TABLE_B, TRAIN, VALID, TEST)
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(str(model_dir))
+    queries = write_csv(tmp_path / "queries.csv", ("id", "text"), [("q1", "sony wh-1000xm3"), ("q2", "jabra evolve")])
+    output = tmp_path / "out" / "decisions.csv"
+    arguments = ["match", str(model_dir), "--data", "tables", "--data_dir", str(folder), "--queries", str(queries)]
+    arguments += ["--output", str(output), "--threshold", "0.0", "--index_dir", str(tmp_path / "indexes")]
+    assert cli_main(arguments) == 0
+    decisions = read_decisions(output)
+    assert [row["query_id"] for row in decisions] == ["q1", "q2"]
+    assert all(row["top1_id"] in {"0", "1", "2", "3", "4"} for row in decisions)
+    assert cli_main(["match", str(model_dir), "--queries", str(queries), "--threshold", "0.5"]) == 2
+    assert "match needs --catalog (or --data and --data_dir)" in capsys.readouterr().err
+
+
 def test_each_output_format_holds_the_same_decisions(catalog_traffic, tmp_path):
     import pyarrow.parquet as pq
 
@@ -283,7 +304,7 @@ def test_two_processes_write_the_file_one_process_writes(catalog_traffic, tmp_pa
 
     model_dir, catalog, queries, _ = catalog_traffic
     options = ["--threshold", "0.6", "--chunk_size", "100", "--per_device_eval_batch_size", "256"]
-    options += ["--query_id_column", "qid", "--query_text_column", "offer", "--index_dir", str(tmp_path / "indexes")]
+    options += ["--query_id_column", "qid", "--query_column", "offer", "--index_dir", str(tmp_path / "indexes")]
     one = tmp_path / "one" / "decisions.csv"
     two = tmp_path / "two" / "decisions.csv"
     arguments = ["match", str(model_dir), "--catalog", str(catalog), "--queries", str(queries), *options]
@@ -320,3 +341,50 @@ def test_an_approximate_index_finds_the_exact_top1_and_is_saved_under_its_own_se
     reloaded = Matcher.from_model_dir(model_dir, threshold=0.5, batch_size=256)
     assert reloaded.index(ids, view.corpus, tmp_path / "indexes", kind="ivf") is True
     np.testing.assert_array_equal(reloaded.match(view.queries).ids, found.ids)
+
+
+def test_the_onnx_backends_embed_as_torch_does_and_a_certificate_holds_for_its_backend_only(
+    catalog_traffic, tiny_model, tmp_path, capsys
+):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules.pooling import Pooling
+
+    from alc_hf.models.onnx_encoder import OnnxEncoder
+
+    model_dir, catalog, queries, view = catalog_traffic
+    texts = list(view.queries[:200])
+    expected = tiny_model.encode_query(texts, normalize_embeddings=True, batch_size=64)
+    fp32 = OnnxEncoder.from_sentence_transformer(tiny_model, "onnx", tmp_path / "cache", "fingerprint")
+    np.testing.assert_allclose(fp32.encode_query(texts, batch_size=64, normalize_embeddings=True), expected, atol=1e-5)
+    int8 = OnnxEncoder.from_sentence_transformer(tiny_model, "onnx-int8", tmp_path / "cache", "fingerprint")
+    cosines = (int8.encode_query(texts, batch_size=64, normalize_embeddings=True) * expected).sum(axis=1)
+    assert cosines.min() > 0.99 and not np.allclose(cosines, 1.0, atol=1e-6)  # close, and really quantized
+    other = SentenceTransformer(modules=[tiny_model[0], Pooling(32, pooling_mode="max")])
+    with pytest.raises(ValueError, match=r"this model is Transformer -> Pooling \(pooling max\): use --backend torch"):
+        OnnxEncoder.from_sentence_transformer(other, "onnx", tmp_path / "cache", "other")
+
+    # Certified on onnx-int8 scores: match on torch scores is refused, on onnx-int8 it runs.
+    sheet = tmp_path / "certification" / "labels.csv"
+    step_1 = [str(model_dir), "--split", "tst", "--budget", "60", "--sheet", str(sheet), "--backend", "onnx-int8"]
+    assert cli_main(["certify", *step_1, "--index_dir", str(tmp_path / "cache"), "--target_precision", "0.3"]) == 0
+    truth = {q: {view.corpus[j] for j in view.relevant[i]} for i, q in enumerate(view.queries)}
+    with open(sheet, newline="", encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    write_csv(sheet, tuple(header), [[*row[:5], "1" if row[3] in truth[row[2]] else "0"] for row in rows])
+    assert cli_main(["certify", "--labels", str(sheet)]) == 0
+    record = json.loads((model_dir / "certifications.json").read_text())["certifications"][-1]
+    assert record["backend"] == "onnx-int8"
+    # A certified threshold on onnx-int8 scores (the tiny model may certify nothing: the record is made so).
+    record["certification"].update(threshold=0.5, precision_lower_bound=0.9)
+    (model_dir / "certifications.json").write_text(json.dumps({"certifications": [record]}))
+    capsys.readouterr()
+    output = tmp_path / "out" / "decisions.csv"
+    assert match(model_dir, catalog, queries, output) == 2
+    assert "certified on scores computed with --backend onnx-int8, and this run computes them with --backend torch" in (
+        capsys.readouterr().err
+    )
+    assert (
+        match(model_dir, catalog, queries, output, "--backend", "onnx-int8", "--index_dir", str(tmp_path / "cache"))
+        == 0
+    )
+    assert "certified on" in capsys.readouterr().out and len(read_decisions(output)) == len(view.queries)

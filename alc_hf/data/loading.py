@@ -31,9 +31,10 @@ PAIR_COLUMNS = ("query_column", "label_column", "query_id_column", "label_id_col
 # The options of a source besides its folder, by name (the recipe's DataArguments and `alc-hf evaluate` take them).
 DATA_OPTION_HELP = {
     "text_fields": f"tables/wdc: the columns joined into each text (default: {' '.join(DEFAULT_TEXT_FIELDS)})",
-    "query_column": "pairs: the column of query texts (required)",
+    "query_column": "pairs: the column of query texts (required); alc-hf match: of --queries (default: text)",
     "label_column": "pairs: the column of label texts (required)",
-    "query_id_column": "pairs: the column of query ids (default: a query is its text)",
+    "query_id_column": "pairs: the column of query ids (default: a query is its text); alc-hf match: of --queries "
+    "(default: id)",
     "label_id_column": "pairs: the column of label ids, shared by all splits (default: a label is its text)",
     "relevance_column": "pairs: a 0/1 column; 0 rows are labelled negatives (default: every row is a positive)",
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from alc_hf.data.formats import DataFormatError, as_id, csv_records, json_records
 
-__all__ = ["RECORD_SUFFIXES", "RecordChunk", "read_catalog", "read_record_chunks"]
+__all__ = ["RECORD_SUFFIXES", "RecordChunk", "read_catalog", "read_record_chunks", "record_count"]
 
 RECORD_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet")
 
@@ -125,3 +125,14 @@ def read_catalog(path: str | Path, id_column: str = "id", text_column: str = "te
     if not ids:
         raise DataFormatError(f"{path}: no record (a catalog needs at least one)")
     return RecordChunk(ids, texts, places)
+
+
+def record_count(path: str | Path) -> int | None:
+    """How many records a Parquet file holds (its metadata says, without reading it); None for the text formats,
+    whose count is known only once they are read."""
+    path = Path(path)
+    if not path.name.endswith(".parquet") or not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows

@@ -13,8 +13,8 @@
 3. :func:`certify_sheet` certifies from the labelled rounds at ``delta / max_rounds``; when the loosest certified
    threshold is followed by an undecided one and rounds remain, :func:`write_sheet` adds the next round's rows.
 4. :func:`record_certification` keeps every certification of a model in its folder's ``certifications.json``, one
-   entry per (traffic, accept score, target precision, delta); the card's "Certified thresholds" section lists them
-   all (:func:`certifications_card_section`). A new certification replaces only the entry with its own key.
+   entry per (traffic, accept score, target precision, delta, backend); the card's "Certified thresholds" section
+   lists them all (:func:`certifications_card_section`). A new certification replaces only the entry with its key.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ CERTIFICATIONS_FILE = "certifications.json"
 # Quantiles of the certified traffic's top-1 scores kept with a certification.
 REFERENCE_QUANTILES = 1001
 # The fields that say what a certification is of: a new one with the same replaces the old one.
-CERTIFICATION_KEY = ("traffic", "accept_score", "target_precision", "delta")
+CERTIFICATION_KEY = ("traffic", "accept_score", "target_precision", "delta", "backend")
 
 
 def parse_label(text: str) -> bool | None:
@@ -133,6 +133,8 @@ class CertificationPlan:
     version: int = field(default=1)
     # The model folder as an absolute path, whose card step 2 writes; None for a Hub id or an installed model.
     model_dir: str | None = None
+    # What computed the scores (alc_hf.models.onnx_encoder.BACKENDS): a threshold holds for its backend's scores.
+    backend: str = "torch"
 
     @property
     def round_delta(self) -> float:
@@ -192,6 +194,7 @@ def plan_certification(
     max_coverage: float = 1.0,
     seed: int = 0,
     model_dir: str | None = None,
+    backend: str = "torch",
 ) -> CertificationPlan:
     """The plan of a certification of ``target_precision`` on the traffic whose top-1 predictions have ``scores``
     (``-inf``: none), ``queries`` and ``top1_labels``: rounds of ``budget`` labels, at most ``max_rounds``, drawn in
@@ -221,6 +224,7 @@ def plan_certification(
         queries=[queries[i] for i in order],
         top1_labels=[top1_labels[i] for i in order],
         model_dir=model_dir,
+        backend=backend,
     )
 
 
@@ -375,6 +379,7 @@ def certification_record(
         "max_rounds": plan.max_rounds,
         "round_delta": plan.round_delta,
         "max_coverage": plan.max_coverage,
+        "backend": plan.backend,
         "certification": certification.to_dict(),
         # Quantiles of the traffic's top-1 scores: what `alc-hf match` compares new traffic with.
         "reference_scores": reference_scores(plan.traffic_scores),
@@ -416,9 +421,10 @@ def certifications_card_section(records: Sequence[dict]) -> str:
     for record in records:
         figures = record["certification"]
         confidence = f"{1 - record['delta']:.0%}"
+        backend = record.get("backend", "torch")
         heading = (
             f"### `{record['accept_score']}` at precision {record['target_precision']:g}, confidence {confidence}, "
-            f"on `{record['traffic']}`"
+            f"on `{record['traffic']}`" + ("" if backend == "torch" else f", scores computed with `{backend}`")
         )
         common = (
             f"from {figures['num_labelled']} labelled top-1 predictions ({figures['num_predictions']} queries), drawn "

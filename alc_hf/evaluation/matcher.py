@@ -39,6 +39,7 @@ __all__ = [
     "Matcher",
     "MatchResult",
     "accept_rule",
+    "load_backend",
     "model_fingerprint",
 ]
 
@@ -72,6 +73,7 @@ class AcceptRule:
     precision_lower_bound: float | None = None
     traffic: str | None = None
     reference_scores: np.ndarray | None = None
+    backend: str = "torch"
 
     def describe(self) -> str:
         where = f" on {self.traffic}" if self.traffic else ""
@@ -111,6 +113,7 @@ def _certified_rules(model_dir: Path) -> list[tuple[dict, AcceptRule | None]]:
                 precision_lower_bound=figures["precision_lower_bound"],
                 traffic=record["traffic"],
                 reference_scores=None if reference is None else np.asarray(reference, dtype=np.float64),
+                backend=record.get("backend", "torch"),
             )
         rules.append((record, rule))
     return rules
@@ -140,6 +143,7 @@ def accept_rule(
     accept_score: str | None = None,
     target_precision: float | None = None,
     threshold: float | None = None,
+    backend: str = "torch",
 ) -> AcceptRule:
     """The rule a model folder decides by: ``threshold`` when given (with ``accept_score``, default cosine); else
     the folder's certification for ``accept_score`` and ``target_precision`` (each narrowing the choice when
@@ -147,7 +151,8 @@ def accept_rule(
 
     Raises:
         ValueError: no threshold at all, several certifications left to choose from (listed, with the options that
-            choose), a certification that certified nothing, or an accept score a Matcher cannot compute.
+            choose), a certification that certified nothing or was made with another ``backend`` (a threshold holds
+            for the scores it was certified on), or an accept score a Matcher cannot compute.
     """
     if accept_score is not None and accept_score not in MATCH_SCORES:
         raise ValueError(
@@ -155,7 +160,7 @@ def accept_rule(
             " (the combined scores' regressions are not saved with the model)"
         )
     if threshold is not None:
-        return AcceptRule(accept_score or "cosine", float(threshold), "given")
+        return AcceptRule(accept_score or "cosine", float(threshold), "given", backend=backend)
     model_dir = Path(model_dir)
 
     def wanted(score: str, target: float | None) -> bool:
@@ -169,6 +174,15 @@ def accept_rule(
         if wanted(record["accept_score"], record["target_precision"])
     ]
     usable = [rule for _, rule in certified if rule is not None and rule.accept_score in MATCH_SCORES]
+    other_backend = [rule for rule in usable if rule.backend != backend]
+    usable = [rule for rule in usable if rule.backend == backend]
+    if other_backend and not usable:
+        made = ", ".join(sorted({rule.backend for rule in other_backend}))
+        raise ValueError(
+            f"{model_dir / CERTIFICATIONS_FILE}: the threshold was certified on scores computed with --backend "
+            f"{made}, and this run computes them with --backend {backend}: a threshold holds for the scores it was "
+            f"certified on. Pass --backend {made}, or certify again with --backend {backend}"
+        )
     if len(usable) == 1:
         return usable[0]
     if len(usable) > 1:
@@ -218,6 +232,16 @@ def model_fingerprint(model_path: str | Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def load_backend(model: Any, model_dir: str | Path, backend: str, cache_dir: str | Path) -> Any:
+    """``model`` itself for the torch backend, else the same encoder on onnxruntime
+    (:class:`alc_hf.models.OnnxEncoder`), exported into ``cache_dir`` once per encoder and backend."""
+    from alc_hf.models.onnx_encoder import OnnxEncoder, check_backend
+
+    if check_backend(backend) == "torch":
+        return model
+    return OnnxEncoder.from_sentence_transformer(model, backend, cache_dir, model_fingerprint(model_dir))
 
 
 def catalog_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
@@ -289,20 +313,24 @@ class Matcher:
         top_k: int = 5,
         batch_size: int = 64,
         verifier_path: str | Path | None = None,
+        backend: str = "torch",
+        cache_dir: str | Path = "alc_hf_index",
     ) -> Matcher:
         """The Matcher of a trained model folder (see :func:`accept_rule` for the threshold it uses); the verifier
-        is ``verifier_path`` or the folder's ``verifier/``."""
+        is ``verifier_path`` or the folder's ``verifier/``; the bi-encoder runs on ``backend``
+        (:func:`load_backend`, its export kept in ``cache_dir``)."""
         from alc_hf.losses.pair_head import saved_pair_head
         from alc_hf.models import load_encoder
         from alc_hf.models.verifier import load_verifier
 
-        rule = accept_rule(model_dir, accept_score, target_precision, threshold)
+        rule = accept_rule(model_dir, accept_score, target_precision, threshold, backend)
         pair_head = saved_pair_head(model_dir) if rule.accept_score == "pair_head" else None
         verifier = None
         if rule.accept_score == "verifier":
             verifier = load_verifier(verifier_path or Path(model_dir) / "verifier", device=device)
-        model = load_encoder(str(model_dir), device=device)
-        matcher = cls(model, rule, pair_head, verifier, model_fingerprint(model_dir), top_k, batch_size)
+        model = load_backend(load_encoder(str(model_dir), device=device), model_dir, backend, cache_dir)
+        fingerprint = f"{model_fingerprint(model_dir)}:{backend}"
+        matcher = cls(model, rule, pair_head, verifier, fingerprint, top_k, batch_size)
         matcher.model_name = str(model_dir)
         matcher.model_dir = str(Path(model_dir).resolve()) if Path(model_dir).is_dir() else None
         return matcher

@@ -17,9 +17,11 @@ __getattr__, __all__ = lazy_exports(
             "resolve_model_path",
         ),
         "alc_hf.models.verifier": ("check_verifier", "initial_verifier", "load_verifier", "verifier_probabilities"),
+        "alc_hf.models.onnx_encoder": ("BACKENDS", "OnnxEncoder"),
     },
 )
 
 if TYPE_CHECKING:
     from alc_hf.models.encoder import DEFAULT_MODEL, ModelLoadError, embed_texts, load_encoder, resolve_model_path
+    from alc_hf.models.onnx_encoder import BACKENDS, OnnxEncoder
     from alc_hf.models.verifier import check_verifier, initial_verifier, load_verifier, verifier_probabilities

@@ -1,0 +1,196 @@
+"""The bi-encoder on onnxruntime, for CPU traffic: the transformer exported once with ``torch.onnx`` (optionally with
+its weights quantized to int8), run by onnxruntime, with the model's own tokenizer, pooling and normalisation.
+
+sentence-transformers' own ``backend="onnx"`` / ``"openvino"`` need ``optimum-onnx`` / ``optimum-intel``, whose
+releases require transformers below the version this project pins; onnxruntime itself has no such requirement, so the
+export and the session are done here. Backends (:data:`BACKENDS`): ``torch`` (the model as loaded), ``onnx`` (fp32:
+the same embeddings within float rounding) and ``onnx-int8`` (weights quantized per channel, dynamic activations:
+faster, and the embeddings move; a threshold certified on one backend holds for its scores only, so ``alc-hf
+certify`` records the backend and ``alc-hf match`` refuses another).
+
+Supported: a Transformer followed by mean or CLS pooling and an optional Normalize, the layout of all-MiniLM-L6-v2
+and most sentence-transformers bi-encoders; another layout is refused with its modules named."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BACKENDS", "OnnxEncoder", "check_backend"]
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_MODEL_FILE = "encoder.onnx"
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def _layout(model: Any) -> tuple[Any, str, bool]:
+    """The transformer module, the pooling mode, and whether the embeddings are normalised; a ValueError naming the
+    modules for any other layout."""
+    modules = list(model.children())
+    names = [type(module).__name__ for module in modules]
+    pooling = modules[1] if len(modules) > 1 and names[1] == "Pooling" else None
+    mode = getattr(pooling, "pooling_mode", None) if pooling is not None else None
+    if not names or names[0] != "Transformer" or mode not in ("mean", "cls") or names[2:] not in ([], ["Normalize"]):
+        raise ValueError(
+            f"the onnx backend runs a Transformer with mean or CLS pooling and an optional Normalize; this model is "
+            f"{' -> '.join(names)}{f' (pooling {mode})' if mode else ''}: use --backend torch"
+        )
+    return modules[0], mode, names[2:] == ["Normalize"]
+
+
+class _LastHiddenState:
+    """What is exported: the transformer's token embeddings from its three inputs."""
+
+    def __new__(cls, transformer: Any) -> Any:
+        import torch
+
+        class Module(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.transformer = transformer
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                return self.transformer(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
+
+        return Module().eval()
+
+
+class OnnxEncoder:
+    """A bi-encoder run by onnxruntime, with the ``encode_query`` / ``encode_document`` of a SentenceTransformer
+    (what :func:`alc_hf.models.embed_texts` calls), so the evaluator, ``alc-hf certify`` and the Matcher take it in
+    its place. Build it with :meth:`from_sentence_transformer`."""
+
+    def __init__(self, session: Any, tokenizer: Any, max_length: int, pooling: str, normalize: bool, backend: str):
+        self.session, self.tokenizer, self.max_length = session, tokenizer, max_length
+        self.pooling, self.normalize, self.backend = pooling, normalize, backend
+        self._inputs = {item.name for item in session.get_inputs()}
+
+    @classmethod
+    def from_sentence_transformer(
+        cls, model: Any, backend: str, cache_dir: str | Path, fingerprint: str, threads: int | None = None
+    ) -> OnnxEncoder:
+        """Export ``model``'s transformer for ``backend`` (``onnx`` or ``onnx-int8``) into ``cache_dir``, under
+        ``fingerprint`` (the encoder's files, :func:`alc_hf.evaluation.matcher.model_fingerprint`), or reuse the
+        export already there; return the encoder on onnxruntime."""
+        import onnxruntime
+
+        if check_backend(backend) == "torch":
+            raise ValueError("the torch backend is the model itself: no OnnxEncoder is needed")
+        transformer, pooling, normalize = _layout(model)
+        key = hashlib.sha256(f"{fingerprint}:{backend}".encode()).hexdigest()[:32]
+        folder = Path(cache_dir) / f"encoder-{key}"
+        if not (folder / _MODEL_FILE).is_file():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+            try:
+                _export(transformer, model.tokenizer, partial / _MODEL_FILE, quantize=backend == "onnx-int8")
+                if folder.exists():  # another process exported it meanwhile
+                    shutil.rmtree(partial)
+                else:
+                    os.replace(partial, folder)
+            except BaseException:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(folder / _MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        return cls(session, model.tokenizer, model.max_seq_length, pooling, normalize, backend)
+
+    def encode_query(self, texts: Sequence[str], **options: Any) -> np.ndarray:
+        return self.encode(texts, **options)
+
+    def encode_document(self, texts: Sequence[str], **options: Any) -> np.ndarray:
+        return self.encode(texts, **options)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        convert_to_numpy: bool = True,
+        normalize_embeddings: bool = False,
+    ) -> np.ndarray:
+        """``[n, dim]`` float32 embeddings of ``texts``, batched longest first as sentence-transformers does (less
+        padding), returned in the input order."""
+        from tqdm.auto import tqdm
+
+        texts = list(texts)
+        order = np.argsort([-len(text) for text in texts], kind="stable")
+        parts = []
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="Batches", disable=not show_progress_bar):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            features = self.tokenizer(
+                batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+            )
+            feeds = {name: features[name].astype(np.int64) for name in _INPUTS if name in self._inputs}
+            if "token_type_ids" in self._inputs and "token_type_ids" not in features:
+                feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+            hidden = self.session.run(None, feeds)[0]
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = features["attention_mask"][..., None].astype(np.float32)
+                pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            parts.append(pooled.astype(np.float32))
+        embeddings = np.empty((len(texts), parts[0].shape[1] if parts else 0), dtype=np.float32)
+        if parts:
+            embeddings[order] = np.concatenate(parts)
+        if self.normalize or normalize_embeddings:
+            embeddings /= np.clip(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12, None)
+        return embeddings
+
+
+def _export(transformer: Any, tokenizer: Any, path: Path, quantize: bool) -> None:
+    """The transformer's graph with dynamic batch and sequence axes (the TorchScript exporter: the transformer's
+    attention mask handling traces into a graph that holds for every shape); with ``quantize``, its weights
+    quantized to int8 per channel, activations quantized on the fly."""
+    import torch
+
+    module = _LastHiddenState(transformer.auto_model)
+    example = tokenizer(["a short title", "a somewhat longer product title"], padding=True, return_tensors="pt")
+    arguments = tuple(example[name] if name in example else torch.zeros_like(example["input_ids"]) for name in _INPUTS)
+    axes = {name: {0: "batch", 1: "sequence"} for name in (*_INPUTS, "last_hidden_state")}
+    exported = path.with_name("fp32.onnx") if quantize else path
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export, which does not yet trace these models'
+        # attention masks; its tracer warnings are about branches that hold for every shape here.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            arguments,
+            str(exported),
+            input_names=list(_INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        # onnxruntime advises pre-processing on the root logger; it changes nothing here.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(str(exported), str(path), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(logging.NOTSET)
+        exported.unlink()
