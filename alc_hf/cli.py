@@ -244,11 +244,13 @@ def _accept_models(args: argparse.Namespace) -> tuple[object, object]:
 
 def _encoder(args: argparse.Namespace) -> Any:
     """The bi-encoder of ``args.model`` on ``args.backend`` (loaded first: a model that cannot load fails early)."""
-    from alc_hf.evaluation.matcher import load_backend
+    from alc_hf.evaluation.matcher import load_backend, model_fingerprint
     from alc_hf.models import load_encoder, resolve_model_path
 
     model = load_encoder(args.model, device=args.device)
-    return load_backend(model, resolve_model_path(args.model), args.backend, args.index_dir)
+    if args.backend == "torch":  # the fingerprint hashes the model's files: only an export needs it
+        return model
+    return load_backend(model, model_fingerprint(resolve_model_path(args.model)), args.backend, args.index_dir)
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -14,12 +14,12 @@ decide new traffic with it.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
 from alc_hf.cli import main as alc_hf
 from alc_hf.data import builtin_catalog, evaluation_view
+from alc_hf.evaluation.certification_sheet import read_certifications
 
 
 def label_with_ground_truth(sheet: Path) -> None:
@@ -63,7 +63,7 @@ def main(model_dir: str) -> int:
     decisions = work / "decisions.csv"
     print(f"\n[3/3] Match {len(catalog.queries):,} new offers (the validation split) with the certificate", flush=True)
     match = [model_dir, "--catalog", str(products), "--queries", str(offers), "--output", str(decisions)]
-    latest = json.loads((Path(model_dir) / "certifications.json").read_text())["certifications"][-1]
+    latest = read_certifications(model_dir)[-1]
     if latest["certification"]["threshold"] is None:
         print("Nothing was certified at 90%: every offer goes to review (a threshold of +inf).", flush=True)
         match += ["--threshold", "inf"]

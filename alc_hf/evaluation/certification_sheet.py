@@ -47,6 +47,7 @@ __all__ = [
     "parse_label",
     "plan_certification",
     "plan_path",
+    "read_certifications",
     "read_labels",
     "record_certification",
     "replace_card_section",
@@ -395,18 +396,29 @@ def reference_scores(scores: np.ndarray, num_quantiles: int = REFERENCE_QUANTILE
     return [float(value) for value in np.quantile(values, np.linspace(0.0, 1.0, num_quantiles))]
 
 
+def read_certifications(model_dir: str | Path) -> list[dict]:
+    """Every certification kept in ``model_dir/certifications.json``, oldest first (none when there is no file).
+
+    Raises:
+        DataFormatError: the file is not what :func:`record_certification` writes.
+    """
+    path = Path(model_dir) / CERTIFICATIONS_FILE
+    if not path.is_file():
+        return []
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))["certifications"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise DataFormatError(f"{path}: not a list of certifications ({error}); move it away to start anew") from error
+    if not isinstance(records, list):
+        raise DataFormatError(f"{path}: 'certifications' is not a list; move it away to start anew")
+    return records
+
+
 def record_certification(model_dir: str | Path, record: dict) -> tuple[list[dict], dict | None]:
     """Add ``record`` to ``model_dir/certifications.json`` (written atomically), replacing the entry with the same
     :data:`CERTIFICATION_KEY` if there is one. Returns every entry, and the one replaced (None if none)."""
     path = Path(model_dir) / CERTIFICATIONS_FILE
-    records: list[dict] = []
-    if path.is_file():
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))["certifications"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise DataFormatError(
-                f"{path}: not a list of certifications ({error}); move it away to start anew"
-            ) from error
+    records = read_certifications(model_dir)
     key = tuple(record[name] for name in CERTIFICATION_KEY)
     replaced = next((each for each in records if tuple(each.get(name) for name in CERTIFICATION_KEY) == key), None)
     records = [each for each in records if each is not replaced] + [record]

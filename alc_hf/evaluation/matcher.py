@@ -31,6 +31,7 @@ from scipy.special import expit
 from alc_hf.core.metrics import ScoreShift, score_shift
 from alc_hf.core.retrieval import KINDS, LabelIndex
 from alc_hf.evaluation.accept import pair_head_logits
+from alc_hf.evaluation.certification_sheet import CERTIFICATIONS_FILE, read_certifications
 
 __all__ = [
     "EXACT_UP_TO",
@@ -51,7 +52,6 @@ MATCH_SCORES = ("cosine", "pair_head", "verifier")
 # 2.7x faster, built in 24 s.
 EXACT_UP_TO = 200_000
 AUTO_IVF_OPTIONS = {"nlist": 1024, "nprobe": 32}
-CERTIFICATIONS_FILE = "certifications.json"
 # Files of a model folder that are not the encoder: they change without changing an embedding.
 _NOT_THE_ENCODER = {"README.md", CERTIFICATIONS_FILE}
 _NOT_THE_ENCODER_FOLDERS = {"pair_head", "verifier", "eval"}
@@ -92,15 +92,9 @@ class AcceptRule:
 
 
 def _certified_rules(model_dir: Path) -> list[tuple[dict, AcceptRule | None]]:
-    path = model_dir / CERTIFICATIONS_FILE
-    if not path.is_file():
-        return []
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))["certifications"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a list of certifications ({error})") from error
+    """Each certification of the folder, with the rule it gives (None when it certified nothing)."""
     rules = []
-    for record in records:
+    for record in read_certifications(model_dir):
         figures = record["certification"]
         rule = None
         if figures["threshold"] is not None:
@@ -234,14 +228,15 @@ def model_fingerprint(model_path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_backend(model: Any, model_dir: str | Path, backend: str, cache_dir: str | Path) -> Any:
+def load_backend(model: Any, fingerprint: str, backend: str, cache_dir: str | Path) -> Any:
     """``model`` itself for the torch backend, else the same encoder on onnxruntime
-    (:class:`alc_hf.models.OnnxEncoder`), exported into ``cache_dir`` once per encoder and backend."""
+    (:class:`alc_hf.models.OnnxEncoder`), exported into ``cache_dir`` once per encoder (its
+    :func:`model_fingerprint`) and backend."""
     from alc_hf.models.onnx_encoder import OnnxEncoder, check_backend
 
     if check_backend(backend) == "torch":
         return model
-    return OnnxEncoder.from_sentence_transformer(model, backend, cache_dir, model_fingerprint(model_dir))
+    return OnnxEncoder.from_sentence_transformer(model, backend, cache_dir, fingerprint)
 
 
 def catalog_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
@@ -320,7 +315,7 @@ class Matcher:
         is ``verifier_path`` or the folder's ``verifier/``; the bi-encoder runs on ``backend``
         (:func:`load_backend`, its export kept in ``cache_dir``)."""
         from alc_hf.losses.pair_head import saved_pair_head
-        from alc_hf.models import load_encoder
+        from alc_hf.models import load_encoder, resolve_model_path
         from alc_hf.models.verifier import load_verifier
 
         rule = accept_rule(model_dir, accept_score, target_precision, threshold, backend)
@@ -328,9 +323,9 @@ class Matcher:
         verifier = None
         if rule.accept_score == "verifier":
             verifier = load_verifier(verifier_path or Path(model_dir) / "verifier", device=device)
-        model = load_backend(load_encoder(str(model_dir), device=device), model_dir, backend, cache_dir)
-        fingerprint = f"{model_fingerprint(model_dir)}:{backend}"
-        matcher = cls(model, rule, pair_head, verifier, fingerprint, top_k, batch_size)
+        encoder = model_fingerprint(resolve_model_path(str(model_dir)))
+        model = load_backend(load_encoder(str(model_dir), device=device), encoder, backend, cache_dir)
+        matcher = cls(model, rule, pair_head, verifier, f"{encoder}:{backend}", top_k, batch_size)
         matcher.model_name = str(model_dir)
         matcher.model_dir = str(Path(model_dir).resolve()) if Path(model_dir).is_dir() else None
         return matcher

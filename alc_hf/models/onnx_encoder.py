@@ -53,25 +53,6 @@ def _layout(model: Any) -> tuple[Any, str, bool]:
     return modules[0], mode, names[2:] == ["Normalize"]
 
 
-class _LastHiddenState:
-    """What is exported: the transformer's token embeddings from its three inputs."""
-
-    def __new__(cls, transformer: Any) -> Any:
-        import torch
-
-        class Module(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.transformer = transformer
-
-            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-                return self.transformer(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).last_hidden_state
-
-        return Module().eval()
-
-
 class OnnxEncoder:
     """A bi-encoder run by onnxruntime, with the ``encode_query`` / ``encode_document`` of a SentenceTransformer
     (what :func:`alc_hf.models.embed_texts` calls), so the evaluator, ``alc-hf certify`` and the Matcher take it in
@@ -165,7 +146,19 @@ def _export(transformer: Any, tokenizer: Any, path: Path, quantize: bool) -> Non
     quantized to int8 per channel, activations quantized on the fly."""
     import torch
 
-    module = _LastHiddenState(transformer.auto_model)
+    class LastHiddenState(torch.nn.Module):
+        """What is exported: the transformer's token embeddings from its three inputs, as positional arguments."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer.auto_model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    module = LastHiddenState().eval()
     example = tokenizer(["a short title", "a somewhat longer product title"], padding=True, return_tensors="pt")
     arguments = tuple(example[name] if name in example else torch.zeros_like(example["input_ids"]) for name in _INPUTS)
     axes = {name: {0: "batch", 1: "sequence"} for name in (*_INPUTS, "last_hidden_state")}

@@ -98,15 +98,14 @@ def set_aside_earlier_run(output_dir: str | Path, replaced: list[Path]) -> str |
         aside.mkdir()
         for path in written_over:
             os.replace(path, aside / path.name)
-    if not (aside.exists() or (output_dir / FINAL_FOLDER).exists()):
-        return None
-    kept = [f"its model stays in {output_dir / FINAL_FOLDER}" if (output_dir / FINAL_FOLDER).exists() else ""]
+    kept = []
+    if (output_dir / FINAL_FOLDER).exists():
+        kept.append(f"its model stays in {output_dir / FINAL_FOLDER}")
     if aside.exists():
         kept.append(f"its checkpoints and evaluations wait in {aside}")
-    return (
-        f"Replacing the earlier run in {output_dir}: " + " and ".join(part for part in kept if part) + " until this "
-        "run's model is complete."
-    )
+    if not kept:
+        return None
+    return f"Replacing the earlier run in {output_dir}: {' and '.join(kept)} until this run's model is complete."
 
 
 def remove_files(paths: list[Path]) -> None:
