@@ -15,8 +15,10 @@ beyond the standard library: a command's options are read only when it runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,12 +58,14 @@ DESCRIPTIONS = {
     "--threshold), else `review` with the top-k candidates. Writes the decisions atomically, a summary, and with "
     "--audit N a sheet of N accepted decisions for `alc-hf certify --labels`.",
 }
+# `alc-hf certify --starts`: several (alc_hf.core.metrics.certify.START_SHARES besides the strictest) or strictest.
+CERTIFY_STARTS = ("several", "strictest")
 MODEL_HELP = "saved model folder or Hub id (default: sentence-transformers/all-MiniLM-L6-v2, offline when installed)"
 
 # Checked when the options are parsed, before any data is read or any model loaded.
 RANGES = {
     "per_device_eval_batch_size": OptionRange(1),
-    "target_precision": OptionRange(0, 1, low_included=False, high_included=False),
+    "target_precision": OptionRange(0, 1, low_included=False),
     "budget": OptionRange(1),
     "max_rounds": OptionRange(1),
     "max_coverage": OptionRange(0, 1, low_included=False),
@@ -76,8 +80,9 @@ class SavedModelArguments:
     backend: str = field(
         default="torch",
         metadata={
-            "help": "What runs the bi-encoder: torch, onnx (onnxruntime, the same scores) or onnx-int8 (weights "
-            "quantized: faster on a CPU, other scores). A threshold holds for the backend it was certified with."
+            "help": "What runs the bi-encoder: torch, onnx (onnxruntime, the same scores) or onnx-int8 (most linear "
+            "layers in int8: about 2x faster on a CPU, scores within about 0.001). A threshold holds for the backend "
+            "it was certified with."
         },
     )
     index_dir: str = field(
@@ -123,7 +128,9 @@ class CertifyArguments:
     split: str | None = field(default=None, metadata={"help": "Step 1: the split that plays the traffic (e.g. test)."})
     budget: int | None = field(default=None, metadata={"help": "Step 1: predictions to label per round."})
     sheet: str = field(default="certification/labels.csv", metadata={"help": "Step 1: the sheet to write."})
-    target_precision: float = field(default=0.9, metadata={"help": "The precision to certify, in (0, 1)."})
+    target_precision: float = field(
+        default=0.9, metadata={"help": "The precision to certify, in (0, 1]; 1 only by a census (every row labelled)."}
+    )
     max_rounds: int = field(default=1, metadata={"help": "Rounds of --budget labels at most (they share --delta)."})
     max_coverage: float = field(
         default=1.0,
@@ -131,10 +138,26 @@ class CertifyArguments:
     )
     accept_score: str = field(default="cosine", metadata={"help": "The score to threshold."})
     draw_seed: int = field(default=0, metadata={"help": "Seed of the random draw of the rows to label."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing sheet and its plan."})
+    starts: str = field(
+        default="several",
+        metadata={
+            "help": "Where the test sequences start: several (the strictest, and above a quarter, half and three "
+            "quarters of the region; robust when the top is a little under the target) or strictest (one sequence, "
+            "all of --delta: best when precision falls steadily from the top). Choose on a labelled split, never on "
+            "the traffic's labels."
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a new sheet and plan where some exist: those are kept as <sheet>.earlier-<k>; re-planning "
+            "the same traffic after seeing its labels voids the guarantee."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_option_ranges(self, RANGES)
+        check_choice_option("starts", self.starts, CERTIFY_STARTS)
 
 
 @dataclass
@@ -308,10 +331,17 @@ def _certify(args: argparse.Namespace, given: set[str]) -> None:
 
 
 def _write_certification_sheet(args: argparse.Namespace) -> None:
+    from alc_hf.core.metrics.certify import START_SHARES
     from alc_hf.data.loading import load_evaluation_view, load_evaluation_views
     from alc_hf.evaluation import CoverageEvaluator
     from alc_hf.evaluation.accept import FITTED_SCORES
-    from alc_hf.evaluation.certification_sheet import LABEL_SPELLINGS, plan_certification, plan_path, write_sheet
+    from alc_hf.evaluation.certification_sheet import (
+        LABEL_SPELLINGS,
+        keep_earlier_plan,
+        plan_certification,
+        plan_path,
+        write_sheet,
+    )
     from alc_hf.models import DEFAULT_MODEL
 
     model_name = args.model or DEFAULT_MODEL
@@ -358,7 +388,21 @@ def _write_certification_sheet(args: argparse.Namespace) -> None:
         seed=args.draw_seed,
         model_dir=str(Path(model_name).resolve()) if Path(model_name).is_dir() else None,
         backend=args.backend,
+        start_shares=START_SHARES if args.starts == "several" else (),
     )
+    if existing:
+        kept, earlier = keep_earlier_plan(sheet)
+        said = " and ".join(str(path) for path in kept)
+        if earlier is not None and (earlier.traffic, earlier.accept_score) == (plan.traffic, plan.accept_score):
+            plan = dataclasses.replace(plan, earlier_plans=[*earlier.earlier_plans, kept[-1].name])
+            print(
+                f"\nWARNING: this re-plans the certification of {plan.traffic}; the earlier sheet and plan are kept as "
+                f"{said}. If anything their labels showed chose this plan (another --draw_seed, --max_coverage or "
+                "--budget after seeing them), the guarantee does not hold: plan once, before any label. The new plan "
+                "records the one it replaces."
+            )
+        else:
+            print(f"\nThe earlier files are kept as {said}.")
     plan.save(plan_file)
     write_sheet(plan, sheet, 1, [])
     rows = len(plan.rows(1))
@@ -378,15 +422,25 @@ def _certify_from_labels(sheet: Path) -> None:
     from alc_hf.core.files import write_atomically
     from alc_hf.evaluation.certification_sheet import certification_record, certify_sheet, why_not_looser, write_sheet
 
-    plan, labels, certification = certify_sheet(sheet)
+    plan, labels, certification, latest = certify_sheet(sheet)
     confidence = f"{1 - plan.delta:.0%}"
-    if certification.certified:
+    if plan.earlier_plans:
         print(
-            f"Certified: accept the top-1 when its {plan.accept_score} score is at least {certification.threshold:.6f}."
-            f"\nOn {plan.traffic}, its precision is at least {plan.target_precision:g} with probability {confidence} "
-            f"(lower bound {certification.precision_lower_bound:.3f}); it accepts {certification.num_accepted} of "
-            f"the {certification.num_predictions} queries (coverage {certification.coverage:.3f}).\n"
-            f"Labels used: {certification.num_labelled} in {labels.rounds} round(s), "
+            f"Caution: this plan replaced {', '.join(plan.earlier_plans)} for the same traffic. The guarantee holds "
+            "only if nothing seen in those (labels above all) chose this plan."
+        )
+    if certification.certified:
+        guarantee = (
+            f"its precision is {certification.labelled_precision:.3f}: every prediction above it is labelled"
+            if certification.census
+            else f"its precision is at least {plan.target_precision:g} with probability {confidence}"
+        )
+        print(
+            f"Certified: accept the top-1 when its {plan.accept_score} score is at least {certification.threshold!r}."
+            f"\nOn {plan.traffic}, {guarantee}; it accepts {certification.num_accepted} of the "
+            f"{certification.num_predictions} queries (coverage {certification.coverage:.3f}).\n"
+            f"Labels used: {certification.num_labelled} in {math.ceil(certification.num_labelled / plan.round_size)} "
+            f"round(s) of the {labels.rounds} labelled (the loosest any round certifies), "
             f"{certification.num_labelled_accepted} of them above the threshold, "
             f"{certification.labelled_precision:.3f} correct."
         )
@@ -402,17 +456,17 @@ def _certify_from_labels(sheet: Path) -> None:
     print(f"Wrote {written}")
     _record_in_model_folder(plan, record, written)
     waiting = len(labels.rows) > labels.rounds * plan.round_size
-    if certification.next_undecided and labels.rounds < plan.num_rounds_possible:
+    if latest.next_undecided and labels.rounds < plan.num_rounds_possible:
         if not waiting:
             write_sheet(plan, sheet, labels.rounds + 1, labels.rows)
         print(
-            f"A looser threshold is still undecided ({why_not_looser(certification)}): round {labels.rounds + 1}'s "
+            f"A looser threshold is still undecided ({why_not_looser(latest)}): round {labels.rounds + 1}'s "
             f"{len(plan.rows(labels.rounds + 1))} rows are in {sheet}. Label them and run this again."
         )
-    elif certification.next_undecided:
+    elif latest.next_undecided:
         print(
-            f"A looser threshold is still undecided ({why_not_looser(certification)}), and every planned round is "
-            "used: more labels need a new plan."
+            f"A looser threshold is still undecided ({why_not_looser(latest)}), and every planned round is used: more "
+            "labels need a new plan."
         )
 
 

@@ -16,9 +16,11 @@ anything, the coverage (0 where nothing is certified) and its ratio to the oracl
 traffic reaches the target), and the precision really reached where something is certified. Beside them, the
 threshold calibrated on valid, applied to the same traffic.
 
-``max_coverage`` (where the labels are drawn: the best-scored share of the traffic) is chosen on valid, never on
-test: the same procedure runs with the valid split as the traffic, for each of ``--max_coverages``, and the one with
-the most mean certified coverage is used on test, per seed and budget. A budget at least the region's size labels
+``max_coverage`` (where the labels are drawn: the best-scored share of the traffic) and where the test sequences
+start (``--starts``: the strictest alone, or several, ``alc_hf.core.metrics.certify.sequence_starts``) are chosen on
+valid, never on test: the same procedure runs with the valid split as the traffic, for each pair and for a census
+(the region the budget labels whole, certified exactly), and the one with the most mean certified coverage is used
+on test, per seed and budget. A budget at least the region's size labels
 all of it (the table says how many were used): every draw is then the same, and the certification exact.
 """
 
@@ -43,10 +45,15 @@ from alc_hf.core.metrics import (
     draw_order,
     labelling_region,
 )
+from alc_hf.core.metrics.certify import START_SHARES
 from alc_hf.evaluation import CoverageEvaluator
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ("alc_tcm", "clustered")
+# Where the test sequences start: the strictest alone (the procedure before several starts) or several.
+STARTS = {"strictest": (), "several": START_SHARES}
+# A region the budget labels whole: a census, certified exactly (the starts play no part).
+CENSUS = "census"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--draws", type=int, default=200, help="random draws per seed and budget")
     parser.add_argument("--selection_draws", type=int, default=100, help="draws per max_coverage on valid")
     parser.add_argument("--max_coverages", nargs="+", type=float, default=[0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0])
+    parser.add_argument(
+        "--starts", nargs="+", choices=STARTS, default=list(STARTS), help="the start rules chosen from on valid"
+    )
     parser.add_argument("--target_precision", type=float, default=0.9)
     parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--output", type=Path, help="default: outputs/certify_quality/<dataset>.json")
@@ -85,17 +95,31 @@ def draw_certifications(
     scores: np.ndarray,
     correct: np.ndarray,
     budget: int,
-    max_coverage: float,
+    max_coverage: float | str,
+    starts: str,
     draws: int,
     args: argparse.Namespace,
     seed: int,
 ) -> dict:
-    """``draws`` certifications from random samples of ``budget`` labels, judged on the whole traffic."""
+    """``draws`` certifications from random samples of ``budget`` labels, judged on the whole traffic. ``max_coverage``
+    ``"census"``: the largest region the budget labels whole (``budget`` of the scored predictions)."""
+    if max_coverage == CENSUS:
+        max_coverage = min(1.0, budget / int(np.isfinite(scores).sum()))
     region = labelling_region(scores, max_coverage)
+    size = int((scores >= region).sum())
     held, certified, coverage, precision = [], [], [], []
     for draw_seed in np.random.default_rng(seed).integers(2**31, size=draws):
         labelled = draw_order(scores, region, int(draw_seed))[:budget]
-        result = certify_threshold(scores, labelled, correct[labelled], args.target_precision, region, args.delta)
+        result = certify_threshold(
+            scores,
+            labelled,
+            correct[labelled],
+            args.target_precision,
+            region,
+            args.delta,
+            region_size=size,
+            start_shares=STARTS[starts],
+        )
         reached = coverage_at_threshold(scores, correct, result.threshold)
         certified.append(result.certified)
         coverage.append(reached.coverage)
@@ -104,8 +128,9 @@ def draw_certifications(
             precision.append(reached.precision)
     return {
         "max_coverage": max_coverage,
-        "region_size": int((scores >= region).sum()),
-        "labels": min(budget, int((scores >= region).sum())),
+        "starts": starts,
+        "region_size": size,
+        "labels": min(budget, size),
         "held": float(np.mean(held)),
         "certified": float(np.mean(certified)),
         "coverage": float(np.mean(coverage)),
@@ -127,17 +152,20 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         "budgets": {},
     }
     for budget in args.budgets:
+        options = [(share, starts) for share in args.max_coverages for starts in args.starts] + [(CENSUS, "strictest")]
         selection = [
-            draw_certifications(valid_scores, valid_correct, budget, share, args.selection_draws, args, seed)
-            for share in args.max_coverages
+            draw_certifications(valid_scores, valid_correct, budget, share, starts, args.selection_draws, args, seed)
+            for share, starts in options
         ]
-        chosen = max(selection, key=lambda result: result["coverage"])["max_coverage"]
-        test = draw_certifications(test_scores, test_correct, budget, chosen, args.draws, args, seed + 1000)
+        best = max(range(len(options)), key=lambda i: selection[i]["coverage"])
+        share, starts = options[best]
+        test = draw_certifications(test_scores, test_correct, budget, share, starts, args.draws, args, seed + 1000)
+        test["chosen"] = CENSUS if share == CENSUS else f"{share:g} {starts}"
         record["budgets"][str(budget)] = {**test, "coverage_to_oracle": test["coverage"] / oracle if oracle else None}
         print(
-            f"  seed {seed}, {budget} labels (max_coverage {chosen:g}, region {test['region_size']}): held "
-            f"{test['held']:.3f}, certified {test['certified']:.3f}, coverage {test['coverage']:.3f} (oracle "
-            f"{oracle:.3f}), precision {test['precision']}",
+            f"  seed {seed}, {budget} labels (chosen on valid: {test['chosen']}, "
+            f"region {test['region_size']}): held {test['held']:.3f}, certified {test['certified']:.3f}, coverage "
+            f"{test['coverage']:.3f} (oracle {oracle:.3f}), precision {test['precision']}",
             flush=True,
         )
     return record
@@ -159,21 +187,23 @@ def table(results: dict) -> str:
     held_by_valid = mean_std([float(route["precision"] >= target) for route in valid])
     valid_to_oracle = [route["coverage"] / run["oracle_coverage"] for route, run in zip(valid, runs, strict=True)]
     lines = [
-        f"| route ({len(runs)} seeds, {results['settings']['draws']} draws each) | labels | share of draws with "
-        f"precision >= {target:g} on test | share certifying | coverage | coverage / oracle | precision reached |",
-        "|---|---|---|---|---|---|---|",
-        f"| threshold calibrated on valid | - | {held_by_valid} (of seeds) | - | "
+        f"| route ({len(runs)} seeds, {results['settings']['draws']} draws each) | labels | region, starts (chosen on "
+        f"valid, per seed) | share of draws with precision >= {target:g} on test | share certifying | coverage | "
+        "coverage / oracle | precision reached |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| threshold calibrated on valid | - | - | {held_by_valid} (of seeds) | - | "
         f"{mean_std([route['coverage'] for route in valid])} | {mean_std(valid_to_oracle)} | "
         f"{mean_std([route['precision'] for route in valid])} |",
-        f"| oracle (threshold chosen on test) | - | - | - | {mean_std([r['oracle_coverage'] for r in runs])} | 1 | "
+        f"| oracle (threshold chosen on test) | - | - | - | - | {mean_std([r['oracle_coverage'] for r in runs])} | 1 | "
         f">= {target:g} |",
     ]
     for budget in results["settings"]["budgets"]:
         cells = [run["budgets"][str(budget)] for run in runs]
         used = sorted({c["labels"] for c in cells})
         labels = f"{budget}" if used == [budget] else f"{budget} (used {' or '.join(map(str, used))})"
+        chosen = ", ".join(c["chosen"] for c in cells)
         lines.append(
-            f"| certified on test traffic | {labels} | {mean_std([c['held'] for c in cells])} "
+            f"| certified on test traffic | {labels} | {chosen} | {mean_std([c['held'] for c in cells])} "
             f"(lowest {min(c['held'] for c in cells):.3f}) | {mean_std([c['certified'] for c in cells])} | "
             f"{mean_std([c['coverage'] for c in cells])} | {mean_std([c['coverage_to_oracle'] for c in cells])} | "
             f"{mean_std([c['precision'] for c in cells])} |"

@@ -32,7 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from alc_hf.core.files import write_atomically
-from alc_hf.core.metrics.certify import Certification, certify_threshold, draw_order, labelling_region
+from alc_hf.core.metrics.certify import (
+    START_SHARES,
+    Certification,
+    certify_threshold,
+    draw_order,
+    labelling_region,
+)
 from alc_hf.data.formats import DataFormatError, csv_records
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "certification_record",
     "certifications_card_section",
     "certify_sheet",
+    "keep_earlier_plan",
     "parse_label",
     "plan_certification",
     "plan_path",
@@ -136,6 +143,17 @@ class CertificationPlan:
     model_dir: str | None = None
     # What computed the scores (alc_hf.models.onnx_encoder.BACKENDS): a threshold holds for its backend's scores.
     backend: str = "torch"
+    # The plans for the same traffic this one replaced (kept beside it by :func:`keep_earlier_plan`), oldest first.
+    earlier_plans: list[str] = field(default_factory=list)
+    # Where test sequences start besides the strictest (alc_hf.core.metrics.certify.sequence_starts).
+    start_shares: list[float] = field(default_factory=lambda: list(START_SHARES))
+    # The predictions in the region, which `order` draws from (all of them, or for an audit sheet the first part);
+    # None in plans written before it was recorded, where `order` is the whole region.
+    region_size: int | None = None
+
+    @property
+    def num_in_region(self) -> int:
+        return len(self.order) if self.region_size is None else self.region_size
 
     @property
     def round_delta(self) -> float:
@@ -196,6 +214,8 @@ def plan_certification(
     seed: int = 0,
     model_dir: str | None = None,
     backend: str = "torch",
+    earlier_plans: Sequence[str] = (),
+    start_shares: Sequence[float] = START_SHARES,
 ) -> CertificationPlan:
     """The plan of a certification of ``target_precision`` on the traffic whose top-1 predictions have ``scores``
     (``-inf``: none), ``queries`` and ``top1_labels``: rounds of ``budget`` labels, at most ``max_rounds``, drawn in
@@ -205,10 +225,15 @@ def plan_certification(
         raise ValueError(f"{scores.size} scores, {len(queries)} queries and {len(top1_labels)} top-1 labels")
     if budget < 1 or max_rounds < 1:
         raise ValueError(f"budget and max_rounds must be at least 1, got {budget} and {max_rounds}")
-    if not 0.0 < delta < 1.0 or not 0.0 < target_precision < 1.0:
-        raise ValueError(f"target_precision and delta must be in (0, 1), got {target_precision} and {delta}")
+    if not 0.0 < delta < 1.0 or not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target_precision must be in (0, 1] and delta in (0, 1), got {target_precision} and {delta}")
     region_threshold = labelling_region(scores, max_coverage)
     order = draw_order(scores, region_threshold, seed)
+    if target_precision == 1.0 and budget < order.size:
+        raise ValueError(
+            f"a precision of 1 is certified only by a census: --budget {budget} must cover the {order.size} "
+            "predictions of the region (lower --max_coverage, or raise --budget)"
+        )
     return CertificationPlan(
         model=model,
         traffic=traffic,
@@ -226,7 +251,30 @@ def plan_certification(
         top1_labels=[top1_labels[i] for i in order],
         model_dir=model_dir,
         backend=backend,
+        earlier_plans=list(earlier_plans),
+        start_shares=[float(share) for share in start_shares],
+        region_size=int(order.size),
     )
+
+
+def keep_earlier_plan(sheet: str | Path) -> tuple[list[Path], CertificationPlan | None]:
+    """Move the sheet and plan a new plan replaces to ``<stem>.earlier-<k>`` beside them (the first ``k`` free);
+    return where they went and the earlier plan (None when there was none). Nothing is deleted: the labels a person
+    gave stay, and the new plan can name the one it replaced."""
+    sheet = Path(sheet)
+    k = 1
+    while any(path.exists() for path in (_earlier(sheet, k), plan_path(_earlier(sheet, k)))):
+        k += 1
+    earlier = CertificationPlan.load(plan_path(sheet)) if plan_path(sheet).is_file() else None
+    kept = []
+    for path, moved in ((sheet, _earlier(sheet, k)), (plan_path(sheet), plan_path(_earlier(sheet, k)))):
+        if path.exists():
+            kept.append(path.replace(moved))
+    return kept, earlier
+
+
+def _earlier(sheet: Path, k: int) -> Path:
+    return sheet.with_name(f"{sheet.stem}.earlier-{k}{sheet.suffix}")
 
 
 def write_sheet(plan: CertificationPlan, sheet: str | Path, round_number: int, earlier: list[list[str]]) -> Path:
@@ -324,8 +372,10 @@ def _first_few(items: Sequence[object], shown: int = 5) -> str:
     return ", ".join(map(str, items[:shown])) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-def certify_sheet(sheet: str | Path) -> tuple[CertificationPlan, SheetLabels, Certification]:
-    """Certify from a sheet's labelled rounds (each round at ``delta / max_rounds``)."""
+def certify_sheet(sheet: str | Path) -> tuple[CertificationPlan, SheetLabels, Certification, Certification]:
+    """Certify from a sheet's labelled rounds: round ``r`` with the labels of rounds 1..r, at ``delta /
+    max_rounds``. Returns the plan, the labels, the loosest certification of any round (the latest when none is
+    looser) and the latest round's (whose next candidate says whether another round can help)."""
     sheet = Path(sheet)
     if not sheet.is_file():
         raise FileNotFoundError(
@@ -335,31 +385,47 @@ def certify_sheet(sheet: str | Path) -> tuple[CertificationPlan, SheetLabels, Ce
     labels = read_labels(sheet, plan)
     if labels.rounds > plan.max_rounds:
         raise DataFormatError(f"{sheet}: {labels.rounds} rounds labelled but the plan allows {plan.max_rounds}")
-    certification = certify_threshold(
-        plan.traffic_scores,
-        labels.positions,
-        labels.correct,
-        plan.target_precision,
-        plan.region_threshold,
-        plan.round_delta,
-    )
-    return plan, labels, certification
+    by_round = [
+        certify_threshold(
+            plan.traffic_scores,
+            labels.positions[: rounds * plan.round_size],
+            labels.correct[: rounds * plan.round_size],
+            plan.target_precision,
+            plan.region_threshold,
+            plan.round_delta,
+            region_size=plan.num_in_region,
+            start_shares=plan.start_shares,
+        )
+        for rounds in range(1, labels.rounds + 1)
+    ]
+    loosest = max(reversed(by_round), key=lambda certification: certification.num_accepted)
+    return plan, labels, loosest, by_round[-1]
 
 
 def why_not_looser(certification: Certification) -> str:
-    """Why the sequence stopped where it did, in figures: the first threshold not certified, its labelled
-    predictions and the lower bound they give (empty when every candidate was certified)."""
+    """Why nothing looser is certified, in figures: the next threshold, its labelled predictions and what they show
+    (empty when the loosest candidate is certified)."""
     if certification.stopped_threshold is None:
         return ""
     labelled, correct = certification.stopped_num_labelled, certification.stopped_num_correct
-    where = "the strictest threshold tested" if not certification.certified else "the next looser threshold"
+    threshold = certification.stopped_threshold
+    if certification.census:
+        where = "the next looser threshold" if certification.certified else "even the strictest threshold"
+        return (
+            f"{where}, {threshold!r}, accepts {labelled} predictions, all labelled, {correct} correct "
+            f"({correct / labelled:.3f}), under the target {certification.target_precision:g}"
+        )
+    where = (
+        "the next looser threshold" if certification.certified else "the loosest threshold a test sequence starts at"
+    )
     if labelled == 0:
-        return f"{where}, {certification.stopped_threshold:.6f}, has no labelled prediction at or above it"
+        return f"{where}, {threshold!r}, has no labelled prediction at or above it"
     return (
-        f"{where}, {certification.stopped_threshold:.6f}, has {labelled} labelled prediction(s) at or above it, "
-        f"{correct} correct ({correct / labelled:.3f}), which only show a precision of at least "
-        f"{certification.stopped_precision_lower_bound:.3f} there with probability {1 - certification.delta:.1%}, "
-        f"under the target {certification.target_precision:g}"
+        f"{where}, {threshold!r}, has {labelled} labelled prediction(s) at or above it, {correct} correct "
+        f"({correct / labelled:.3f}), which only show a precision of at least "
+        f"{certification.stopped_precision_lower_bound:.3f} there with probability {1 - certification.test_level:.2%} "
+        f"(each of the {certification.num_sequences} test sequences' level), under the target "
+        f"{certification.target_precision:g}"
     )
 
 
@@ -381,6 +447,7 @@ def certification_record(
         "round_delta": plan.round_delta,
         "max_coverage": plan.max_coverage,
         "backend": plan.backend,
+        "earlier_plans": plan.earlier_plans,
         "certification": certification.to_dict(),
         # Quantiles of the traffic's top-1 scores: what `alc-hf match` compares new traffic with.
         "reference_scores": reference_scores(plan.traffic_scores),
@@ -449,12 +516,16 @@ def certifications_card_section(records: Sequence[dict]) -> str:
                 f"No threshold could be certified {common}: accept nothing automatically by this score, or label more."
             )
         else:
+            guarantee = (
+                f"its precision is {figures['labelled_precision']:.3f} (every prediction above it labelled)"
+                if figures.get("census")
+                else f"its precision is at least {record['target_precision']:g} with probability {confidence} "
+                f"({figures['num_labelled_accepted']} labelled above it, {figures['labelled_precision']:.3f} correct)"
+            )
             body = (
                 f"Accept the top-1 label when its `{record['accept_score']}` score is at least "
-                f"**{figures['threshold']:.6f}**: on that traffic its precision is at least "
-                f"{record['target_precision']:g} with probability {confidence} (lower bound "
-                f"{figures['precision_lower_bound']:.3f}; {figures['num_labelled_accepted']} labelled above it, "
-                f"{figures['labelled_precision']:.3f} correct), and it accepts {figures['coverage']:.1%} of it. "
+                f"**{figures['threshold']!r}**: on that traffic {guarantee}, and it accepts "
+                f"{figures['num_accepted']} of its {figures['num_predictions']} queries ({figures['coverage']:.1%}). "
                 f"Certified {common}."
             )
         paragraphs.append(f"{heading}\n\n{body}\n")

@@ -361,6 +361,7 @@ def _write_audit_sheet(
         order=[position for position, _, _ in drawn],
         queries=[query for _, query, _ in drawn],
         top1_labels=[label for _, _, label in drawn],
+        region_size=int(accepted_scores.size),
     )
     sheet = output.with_name(f"{output.name.split('.')[0]}.audit.csv")
     plan.save(plan_path(sheet))

@@ -62,7 +62,9 @@ class AcceptRule:
     """What decides acceptance: the top-1 is accepted when its ``accept_score`` is at least ``threshold``.
 
     ``source`` says where the threshold comes from (``certified``, ``calibrated``: on a calibration split, not
-    certified, or ``given``); ``precision_lower_bound`` is the certified bound (None otherwise);
+    certified, or ``given``); ``precision_lower_bound`` is the precision certified there (the target, at the
+    certificate's ``confidence``; the exact precision for a census, whose confidence is None; None when not
+    certified);
     ``reference_scores`` are quantiles of the top-1 scores of the traffic it was certified on, the distribution
     new traffic is compared with (None when there is none)."""
 
@@ -71,6 +73,7 @@ class AcceptRule:
     source: str
     target_precision: float | None = None
     precision_lower_bound: float | None = None
+    confidence: float | None = None
     traffic: str | None = None
     reference_scores: np.ndarray | None = None
     backend: str = "torch"
@@ -79,8 +82,13 @@ class AcceptRule:
         where = f" on {self.traffic}" if self.traffic else ""
         if self.source == "certified":
             return (
-                f"accept when {self.accept_score} >= {self.threshold:.6f}, certified{where}: precision at least "
-                f"{self.target_precision:g} (lower bound {self.precision_lower_bound:.3f})"
+                f"accept when {self.accept_score} >= {self.threshold!r}, certified{where}: precision at least "
+                f"{self.precision_lower_bound:.4g}"
+                + (
+                    f" with probability {self.confidence:.0%}"
+                    if self.confidence is not None
+                    else " (every prediction above it labelled)"
+                )
             )
         if self.source == "calibrated":
             return (
@@ -99,12 +107,14 @@ def _certified_rules(model_dir: Path) -> list[tuple[dict, AcceptRule | None]]:
         rule = None
         if figures["threshold"] is not None:
             reference = record.get("reference_scores")
+            census = bool(figures.get("census"))
             rule = AcceptRule(
                 accept_score=record["accept_score"],
                 threshold=float(figures["threshold"]),
                 source="certified",
                 target_precision=record["target_precision"],
-                precision_lower_bound=figures["precision_lower_bound"],
+                precision_lower_bound=figures["labelled_precision"] if census else record["target_precision"],
+                confidence=None if census else 1 - record["delta"],
                 traffic=record["traffic"],
                 reference_scores=None if reference is None else np.asarray(reference, dtype=np.float64),
                 backend=record.get("backend", "torch"),

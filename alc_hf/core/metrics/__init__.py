@@ -37,6 +37,7 @@ from alc_hf.core.metrics.certify import (
     draw_order,
     labelling_region,
     labels_to_certify,
+    sequence_starts,
 )
 from alc_hf.core.metrics.opis import OPIS_MIN_POSITIVES, OPISResult, opis
 from alc_hf.core.metrics.pairwise import PairwiseF1, best_f1_threshold, pairwise_f1, pairwise_figures
@@ -51,6 +52,7 @@ __all__ = [
     "draw_order",
     "labelling_region",
     "labels_to_certify",
+    "sequence_starts",
     "CoverageAtThreshold",
     "OPIS_MIN_POSITIVES",
     "PairwiseF1",
