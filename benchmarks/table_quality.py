@@ -14,8 +14,10 @@ the precision each threshold really reaches on test. ALC arms are also evaluated
 combined score as the accept score (``alc_hf.evaluation.accept``).
 
 * arms: ``off_the_shelf``; ``mnrl`` (sentence-transformers' MultipleNegativesRankingLoss: what users have today),
-  ``mnrl_tcm``, ``alc_tcm`` (the library's ``TCMLoss(ALCLoss(softmax))``, its defaults), and further arms
-  (``softmax``, ``softmax_tcm``, ``mnrl_alc_tcm``, ``triplet``, ``triplet_tcm``, ``triplet_alc_tcm``).
+  ``mnrl_tcm``, ``alc_tcm`` (the library's ``TCMLoss(ALCLoss(softmax))``, its defaults), MNRL with
+  sentence-transformers' own hard-negative weighting (``mnrl_in_batch_hardness``: ``hardness_mode=
+  "in_batch_negatives"``, strength 9; ``mnrl_hard_negative_hardness``: ``"hard_negatives"``, strength 5), and
+  further arms (``softmax``, ``softmax_tcm``, ``mnrl_alc_tcm``, ``triplet``, ``triplet_tcm``, ``triplet_alc_tcm``).
 * batching: ``random`` (UniqueQueryLabelBatchSampler) and ``clustered`` (ClusteredBatchSampler: rows whose queries
   the current encoder places close together share a batch, refreshed every epoch). Every arm of a seed and
   batching sees the same rows in the same first-epoch order.
@@ -90,6 +92,8 @@ OFF_THE_SHELF = "off_the_shelf"
 # arm -> (backbone, ALC, TCM)
 ARMS: dict[str, tuple[str, bool, bool]] = {
     "mnrl": ("mnrl", False, False),
+    "mnrl_in_batch_hardness": ("mnrl_in_batch_hardness", False, False),
+    "mnrl_hard_negative_hardness": ("mnrl_hard_negative_hardness", False, False),
     "mnrl_tcm": ("mnrl", False, True),
     "alc_tcm": ("softmax", True, True),
     "softmax": ("softmax", False, False),
@@ -192,9 +196,21 @@ def truncated_share(model: SentenceTransformer, texts: list[str], max_seq_length
 # training
 
 
+# sentence-transformers 6.2's weighting of hard negatives (`hardness_strength * stop_grad(cos)` added to negative
+# logits), at the strengths its sources use: in-batch negatives 9 (Lan et al. 2025), the hard-negative columns 5
+# (EmbeddingGemma). The baseline a user who wants more weight on the hardest negatives picks today.
+MNRL_BACKBONES: dict[str, dict[str, Any]] = {
+    "mnrl": {},
+    "mnrl_in_batch_hardness": {"hardness_mode": "in_batch_negatives", "hardness_strength": 9.0},
+    "mnrl_hard_negative_hardness": {"hardness_mode": "hard_negatives", "hardness_strength": 5.0},
+}
+
+
 def build_arm_loss(model: SentenceTransformer, arm: str, loss_options: dict[str, float]) -> nn.Module:
     backbone, alc, tcm = ARMS[arm]
-    base: str | nn.Module = MultipleNegativesRankingLoss(model) if backbone == "mnrl" else backbone
+    base: str | nn.Module = (
+        MultipleNegativesRankingLoss(model, **MNRL_BACKBONES[backbone]) if backbone in MNRL_BACKBONES else backbone
+    )
     return build_loss(model, base, alc=alc, tcm=tcm, **loss_options)
 
 
