@@ -572,8 +572,16 @@ def test_alc_hf_certify_writes_a_sheet_then_certifies_from_its_labels(tiny_encod
     printed = capsys.readouterr().out
     record = json.loads((sheet.parent / "labels.certification.json").read_text())["certification"]
     labelled = plan.order[:60]
+    assert plan.start_shares == [], "alc-hf certify starts one sequence at the strictest candidate by default"
     expected = certify_threshold(
-        plan.traffic_scores, labelled, truth[labelled], 0.5, plan.region_threshold, 0.025, region_size=len(plan.order)
+        plan.traffic_scores,
+        labelled,
+        truth[labelled],
+        0.5,
+        plan.region_threshold,
+        0.025,
+        region_size=len(plan.order),
+        start_shares=(),
     )
     assert record == expected.to_dict()
     card = (model / "README.md").read_text()
