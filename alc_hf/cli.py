@@ -81,7 +81,7 @@ class SavedModelArguments:
         default="torch",
         metadata={
             "help": "What runs the bi-encoder: torch, onnx (onnxruntime, the same scores) or onnx-int8 (most linear "
-            "layers in int8: about 2x faster on a CPU, scores within about 0.001). A threshold holds for the backend "
+            "layers in int8: about 2x faster on a CPU, the scores move slightly). A threshold holds for the backend "
             "it was certified with."
         },
     )

@@ -5,8 +5,8 @@ sentence-transformers' own ``backend="onnx"`` / ``"openvino"`` need ``optimum-on
 releases require transformers below the version this project pins; onnxruntime itself has no such requirement, so the
 export and the session are done here. Backends (:data:`BACKENDS`): ``torch`` (the model as loaded), ``onnx`` (fp32:
 the same embeddings within float rounding) and ``onnx-int8`` (the linear layers in int8 but the feed-forward
-down-projections, smoothed first: about 1.5x faster, embeddings within cosine 0.998 of fp32; activations are quantized
-per batch, so an embedding also moves that much with the texts batched beside it). A threshold certified on one
+down-projections, smoothed first: about 2x the torch model on a CPU; activations are quantized per batch, so an
+embedding also moves a little with the texts batched beside it). A threshold certified on one
 backend holds for its scores only, so ``alc-hf certify`` records the backend and ``alc-hf match`` refuses another.
 
 Supported: a Transformer followed by mean or CLS pooling and an optional Normalize, the layout of all-MiniLM-L6-v2
@@ -32,13 +32,13 @@ __all__ = ["BACKENDS", "OnnxEncoder", "check_backend"]
 BACKENDS = ("torch", "onnx", "onnx-int8")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _MODEL_FILE = "encoder.onnx"
-# The int8 export (:func:`_smoothed`, :func:`_quantize`); chosen by the fidelity of all-MiniLM-L6-v2's int8
-# embeddings to its fp32 ones on Walmart-Amazon's catalog titles (no label read): 0.6 to 0.8 alike, 0.5 and 1.0 worse.
+# The int8 export (:func:`_smoothed`, :func:`_quantize`); α chosen by the fidelity of all-MiniLM-L6-v2's int8
+# embeddings to its fp32 ones on Walmart-Amazon's catalog titles (no label read).
 SMOOTHING_ALPHA = 0.8
 CALIBRATION_TEXTS = 256
 # onnxruntime quantizes activations per tensor, over the whole batch: smaller batches get finer scales. On
-# all-MiniLM-L6-v2 and Walmart-Amazon, 16 texts a batch embedded faster than 64 (less padding) and changed half as
-# many decisions (docs/benchmarks.md, "Deciding new traffic").
+# all-MiniLM-L6-v2 and Walmart-Amazon, 16 texts a batch embedded faster than 64 (less padding) and changed fewer
+# decisions: 1.20% against 1.71% (docs/benchmarks.md, "Deciding new traffic").
 QUANTIZED_BATCH_SIZE = 16
 _EXPORT_SCHEME = "2"  # part of an export's cache key: an export made by an earlier scheme is not reused
 
@@ -256,7 +256,7 @@ def _smoothed(auto_model: Any, tokenizer: Any) -> Any:
 def _quantize(exported: Path, path: Path) -> None:
     """``exported``'s linear layers quantized to int8 (weights per channel, activations per tensor on the fly),
     except the down-projections (``in > out``: the feed-forward block's second layer, whose input, the activation
-    function's output, holds outliers that per-tensor int8 cannot resolve: on all-MiniLM-L6-v2 they held 70% of the
+    function's output, holds outliers that per-tensor int8 cannot resolve: on all-MiniLM-L6-v2 they held most of the
     embedding error). Attention's own products stay in float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
