@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from alc_hf.core.metrics.certify import (
+    START_SHARES,
     certification_candidates,
     certify_threshold,
     draw_order,
@@ -37,9 +38,10 @@ def hypergeometric_tail(successes: int, population: int, good: int, draws: int) 
     return sum(hypergeometric_pmf(x, population, good, draws) for x in range(successes, min(good, draws) + 1))
 
 
-def reference_certification(scores, labelled, correct, target, region_threshold, delta):
+def reference_certification(scores, labelled, correct, target, region_threshold, delta, shares=(0.25, 0.5, 0.75)):
     """The procedure written as loops: a census takes the loosest threshold whose precision reaches the target;
-    otherwise fixed sequences from each start, candidates strict to loose, each stopping at its first failure."""
+    otherwise fixed sequences from each start (the strictest, and above ``shares`` of the region), candidates strict
+    to loose, each stopping at its first failure."""
     in_region = sorted((s for s in scores if s >= region_threshold and s > -math.inf), reverse=True)
     size, n = len(in_region), len(labelled)
     candidates = sorted(set(in_region), reverse=True)
@@ -52,7 +54,7 @@ def reference_certification(scores, labelled, correct, target, region_threshold,
             if sum(label_of[i] for i in range(len(scores)) if scores[i] >= t) >= target * a - 1e-9
         ]
         return reaching[-1] if reaching else math.inf
-    shares = [0.25, 0.5, 0.75]
+    shares = list(shares)
     while True:
         level = delta / (len(shares) + 1)
         needed = next(m for m in range(1, 10_000) if target**m <= level)
@@ -105,8 +107,9 @@ def test_a_census_certifies_the_exact_loosest_threshold_reaching_the_target(targ
         assert result.stopped_precision_lower_bound == correct[: reaching[-1] + 2].mean() < target
 
 
+@pytest.mark.parametrize("start_shares", [(), START_SHARES], ids=["strictest", "several"])
 @pytest.mark.parametrize("seed", range(8))
-def test_certification_matches_a_slow_reference_on_partial_samples(seed):
+def test_certification_matches_a_slow_reference_on_partial_samples(seed, start_shares):
     rng = np.random.default_rng(seed)
     scores = np.round(rng.uniform(0, 1, 60), 2)  # ties included
     correct = rng.uniform(0, 1, 60) < scores**0.5
@@ -114,9 +117,12 @@ def test_certification_matches_a_slow_reference_on_partial_samples(seed):
     size = int((scores >= region).sum())
     budget = [25, 30, size - 1][seed % 3]
     labelled = draw_order(scores, region, seed=seed)[:budget]
-    result = certify_threshold(scores, labelled, correct[labelled], 0.7, region, delta=0.1, region_size=size)
-    assert not result.census and result.num_sequences >= 2
-    assert result.threshold == reference_certification(scores, labelled, correct[labelled], 0.7, region, 0.1)
+    result = certify_threshold(
+        scores, labelled, correct[labelled], 0.7, region, delta=0.1, region_size=size, start_shares=start_shares
+    )
+    assert not result.census and (result.num_sequences >= 2 if start_shares else result.num_sequences == 1)
+    reference = reference_certification(scores, labelled, correct[labelled], 0.7, region, 0.1, start_shares)
+    assert result.threshold == reference
     if result.certified:
         assert result.num_accepted == int((scores >= result.threshold).sum())
 
@@ -161,15 +167,18 @@ def within_binomial_error(failures: int, draws: int, delta: float) -> bool:
 def test_the_certified_threshold_misses_its_target_in_at_most_delta_of_draws(name, precision_at, max_coverage, budget):
     target, delta, draws = 0.9, 0.1, 400
     scores, correct = synthetic_traffic(3000, seed=11, precision_at=precision_at)
-    results = draw_certifications(scores, correct, target, delta, max_coverage, budget, draws)
+    results = draw_certifications(
+        scores, correct, target, delta, max_coverage, budget, draws, start_shares=START_SHARES
+    )
     misses = sum(reached is not None and reached < target for _, reached in results)
     assert within_binomial_error(misses, draws, delta), (name, misses)
     if name == "falling":
         assert sum(result.certified for result, _ in results) > 0.8 * draws, "it should certify on most draws"
 
 
+@pytest.mark.parametrize("start_shares", [(), START_SHARES], ids=["strictest", "several"])
 @pytest.mark.parametrize("budget", [60, 300])
-def test_the_worst_null_traffic_is_certified_in_at_most_delta_of_draws(budget):
+def test_the_worst_null_traffic_is_certified_in_at_most_delta_of_draws(budget, start_shares):
     # Every threshold at the worst null: the best N predictions hold ceil(target * N) - 1 correct ones, for every N,
     # so the precision is just under the target everywhere and every certification is a mistake. The mistakes are
     # packed at the top, where the strictest sequence starts (the hardest case for it).
@@ -178,7 +187,9 @@ def test_the_worst_null_traffic_is_certified_in_at_most_delta_of_draws(budget):
     cumulative = np.ceil(target * np.arange(1, size + 1) - 1e-9).astype(int) - 1
     correct = np.diff(np.concatenate([[0], cumulative])) == 1
     assert all(correct[: n + 1].sum() == math.ceil(target * (n + 1) - 1e-9) - 1 for n in range(0, size, 97))
-    results = draw_certifications(scores, correct, target, delta, 1.0, budget, draws, seed=budget)
+    results = draw_certifications(
+        scores, correct, target, delta, 1.0, budget, draws, seed=budget, start_shares=start_shares
+    )
     failures = sum(result.certified for result, _ in results)
     assert within_binomial_error(failures, draws, delta), failures
 
@@ -197,8 +208,8 @@ def test_several_starts_certify_what_one_strict_start_misses(name, precision_at_
     scores = np.linspace(1.0, 0.0, size, endpoint=False)
     correct = np.random.default_rng(1).uniform(0, 1, size) < precision_at_rank(np.arange(size) / size)
     assert correct.mean() >= 0.9  # the oracle certifies it whole
-    several = draw_certifications(scores, correct, 0.9, 0.05, 1.0, budget, 100)
-    strict = draw_certifications(scores, correct, 0.9, 0.05, 1.0, budget, 100, start_shares=())
+    several = draw_certifications(scores, correct, 0.9, 0.05, 1.0, budget, 100, start_shares=START_SHARES)
+    strict = draw_certifications(scores, correct, 0.9, 0.05, 1.0, budget, 100)
     coverage = {
         "several": np.mean([result.coverage for result, _ in several]),
         "strict": np.mean([result.coverage for result, _ in strict]),
@@ -214,7 +225,8 @@ def test_the_sequences_start_where_the_labels_could_certify():
     candidates = certification_candidates(scores, region)
     assert candidates[-1] == region and candidates.size == 500 and np.all(np.diff(candidates) < 0)
     accepted = np.arange(1, 501)
-    starts, level = sequence_starts(accepted, 100, 0.9, 0.05)
+    assert sequence_starts(accepted, 100, 0.9, 0.05)[0].size == 1, "the strictest start alone by default"
+    starts, level = sequence_starts(accepted, 100, 0.9, 0.05, START_SHARES)
     # Four starts would test at 0.0125, where 42 all-correct labels certify 0.9: 25 are expected above the quarter
     # start, so it is dropped; three test at 0.05 / 3, where 39 do, which the half (50) and three quarters (75) hold.
     assert level == 0.05 / 3 and labels_to_certify(0.9, level) == 39
@@ -222,7 +234,7 @@ def test_the_sequences_start_where_the_labels_could_certify():
     strictest = next(top for top, chance in enumerate(enough) if chance >= 0.95)
     assert starts.tolist() == [strictest, 249, 374] and 195 < strictest + 1 < 300
     # Few labels: no looser start could certify, and the strictest alone keeps the whole delta.
-    starts, level = sequence_starts(accepted, 40, 0.9, 0.05)
+    starts, level = sequence_starts(accepted, 40, 0.9, 0.05, START_SHARES)
     assert starts.size == 1 and level == 0.05
 
 
@@ -361,10 +373,11 @@ def test_a_census_plan_certifies_precision_one_and_the_plan_keeps_its_starts(tmp
     texts = [f"q{i}" for i in range(300)]
     with pytest.raises(ValueError, match=r"a precision of 1 is certified only by a census: --budget 20 must cover"):
         plan_certification(scores, texts, texts, budget=20, **common)
-    plan = plan_certification(scores, texts, texts, budget=1000, start_shares=(), **common)
-    assert plan.start_shares == [] and len(plan.order) == 30
+    plan = plan_certification(scores, texts, texts, budget=1000, start_shares=START_SHARES, **common)
+    assert plan.start_shares == list(START_SHARES) and len(plan.order) == 30
     sheet = tmp_path / "labels.csv"
     plan.save(plan_path(sheet))
+    assert type(plan).load(plan_path(sheet)).start_shares == list(START_SHARES)
     write_sheet(plan, sheet, 1, [])
     fill_in(sheet, correct)
     certification = certify_sheet(sheet)[2]

@@ -33,7 +33,6 @@ import numpy as np
 
 from alc_hf.core.files import write_atomically
 from alc_hf.core.metrics.certify import (
-    START_SHARES,
     Certification,
     certify_threshold,
     draw_order,
@@ -145,8 +144,9 @@ class CertificationPlan:
     backend: str = "torch"
     # The plans for the same traffic this one replaced (kept beside it by :func:`keep_earlier_plan`), oldest first.
     earlier_plans: list[str] = field(default_factory=list)
-    # Where test sequences start besides the strictest (alc_hf.core.metrics.certify.sequence_starts).
-    start_shares: list[float] = field(default_factory=lambda: list(START_SHARES))
+    # Where test sequences start besides the strictest (alc_hf.core.metrics.certify.sequence_starts); plans written
+    # before it was recorded started at the strictest alone.
+    start_shares: list[float] = field(default_factory=list)
     # The predictions in the region, which `order` draws from (all of them, or for an audit sheet the first part);
     # None in plans written before it was recorded, where `order` is the whole region.
     region_size: int | None = None
@@ -215,7 +215,7 @@ def plan_certification(
     model_dir: str | None = None,
     backend: str = "torch",
     earlier_plans: Sequence[str] = (),
-    start_shares: Sequence[float] = START_SHARES,
+    start_shares: Sequence[float] = (),
 ) -> CertificationPlan:
     """The plan of a certification of ``target_precision`` on the traffic whose top-1 predictions have ``scores``
     (``-inf``: none), ``queries`` and ``top1_labels``: rounds of ``budget`` labels, at most ``max_rounds``, drawn in

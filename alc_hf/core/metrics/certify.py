@@ -17,14 +17,16 @@ randomness is which predictions are drawn, so no model of the scores is assumed)
    hypergeometric: the p-value of "precision below the target" is ``P(X >= k)`` for ``X ~ Hypergeom(N, K, n)`` with
    ``K`` the largest count of correct predictions below the target (``ceil(target * N) - 1``). Exact for a finite
    traffic, and tighter than the binomial (Clopper–Pearson) bound when the labels are a large share of ``N``.
-4. **Fixed sequences from several starts** (Learn-then-Test, Angelopoulos et al., arXiv 2110.01052): from each start
-   (:func:`sequence_starts`: where an all-correct sample could first certify, and where a quarter, half and three
-   quarters of the region lie above; fixed by the scores and the number of labels, never the labels) candidates
-   are tested strict to loose at ``delta / J`` for ``J`` starts, and each sequence stops at its first failure. The
-   certified threshold is the loosest any sequence reaches. The chance that it misses the target is at most
-   ``delta``: a sequence certifies a threshold that misses only if its first such candidate passes a test of level
-   ``delta / J``, and the ``J`` sequences share ``delta`` (a union bound). One start alone wastes labels: where the
-   very top is a little under the target its first test fails and the sequence stops, so more labels certified less.
+4. **Fixed sequences** (Learn-then-Test, Angelopoulos et al., arXiv 2110.01052): from each start
+   (:func:`sequence_starts`: where an all-correct sample could first certify, the strictest, and, when asked, where
+   a quarter, half and three quarters of the region lie above; fixed by the scores and the number of labels, never
+   the labels) candidates are tested strict to loose at ``delta / J`` for ``J`` starts, and each sequence stops at
+   its first failure. The certified threshold is the loosest any sequence reaches. The chance that it misses the
+   target is at most ``delta``: a sequence certifies a threshold that misses only if its first such candidate passes
+   a test of level ``delta / J``, and the ``J`` sequences share ``delta`` (a union bound). The strictest start alone
+   is the default: on every real traffic measured here precision falls from the top, and one sequence at the whole
+   ``delta`` certifies more. Where the very top is a little under the target, its first test fails and it stops, so
+   more labels certify less; several starts (:data:`START_SHARES`) are for that traffic.
 5. **Census**: when every prediction of the region is labelled, each candidate's precision is known; the certified
    threshold is the loosest reaching the target, exactly (1.0 included), with no test and no error.
 
@@ -128,7 +130,7 @@ def sequence_starts(
     num_labelled: int,
     target_precision: float,
     delta: float,
-    start_shares: Sequence[float] = START_SHARES,
+    start_shares: Sequence[float] = (),
 ) -> tuple[np.ndarray, float]:
     """Where the fixed sequences start (positions into the candidates, whose region predictions at or above each are
     ``accepted``), and the level each test is run at: ``delta`` shared equally by the sequences (a union bound).
@@ -236,15 +238,16 @@ def certify_threshold(
     delta: float = 0.05,
     *,
     region_size: int,
-    start_shares: Sequence[float] = START_SHARES,
+    start_shares: Sequence[float] = (),
 ) -> Certification:
     """The loosest candidate threshold certified to give at least ``target_precision`` on the traffic ``scores``
     (one top-1 score per traffic query, ``-inf`` for none), from the labels ``correct`` of the traffic positions
     ``labelled``: a uniform sample, without replacement, of the ``region_size`` predictions scoring at least
     ``region_threshold`` (:func:`draw_order`). A census (every prediction of the region labelled) gives the exact
     loosest threshold reaching the target, 1.0 included. ``start_shares``: where test sequences start besides the
-    strictest (:func:`sequence_starts`; empty: the strictest alone). See the module's account of the procedure and
-    its guarantee.
+    strictest (:func:`sequence_starts`). Empty, the default: the strictest alone, which certifies more wherever
+    precision falls from the top; :data:`START_SHARES` for a top a little under the target. See the module's account
+    of the procedure and its guarantee.
 
     Raises:
         ValueError: a bad target or ``delta``, a region whose size is not ``region_size`` (the scores are not those
