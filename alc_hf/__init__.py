@@ -12,7 +12,14 @@ __version__ = "0.1.0"
 __getattr__, __all__ = lazy_exports(
     __name__,
     {
-        "alc_hf.losses": ("ALCLoss", "HardestNegativeTripletLoss", "MultiPositiveSoftmaxLoss", "PairHead", "TCMLoss"),
+        "alc_hf.losses": (
+            "ALCLoss",
+            "CachedLoss",
+            "HardestNegativeTripletLoss",
+            "MultiPositiveSoftmaxLoss",
+            "PairHead",
+            "TCMLoss",
+        ),
         "alc_hf.evaluation.evaluator": ("CoverageEvaluator",),
         "alc_hf.training.batch_samplers": ("UniqueQueryLabelBatchSampler",),
         "alc_hf.training.clustered_batches": ("ClusterRefreshCallback", "ClusteredBatchSampler"),
@@ -22,6 +29,13 @@ __all__ += ["__version__"]
 
 if TYPE_CHECKING:
     from alc_hf.evaluation.evaluator import CoverageEvaluator
-    from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+    from alc_hf.losses import (
+        ALCLoss,
+        CachedLoss,
+        HardestNegativeTripletLoss,
+        MultiPositiveSoftmaxLoss,
+        PairHead,
+        TCMLoss,
+    )
     from alc_hf.training.batch_samplers import UniqueQueryLabelBatchSampler
     from alc_hf.training.clustered_batches import ClusteredBatchSampler, ClusterRefreshCallback

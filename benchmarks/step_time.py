@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/step_time.py --batch_size 32 --steps 20             # TCMLoss(ALCLoss), catalog pairs
     .venv/bin/python benchmarks/step_time.py --rows wdc --arm alc_tcm --batching clustered --steps 20
+    .venv/bin/python benchmarks/step_time.py --rows wdc --batch_size 1024 --mini_batch_size 32 --steps 0 \
+        --memory_steps 1 --memory_limit_gb 16                                        # CachedLoss at batch 1024
 
 Each step (forward, backward, AdamW step) alternates between the two losses on the same batch so that machine noise
 hits both alike; the figure to read is the ratio of the medians. With ``--rows wdc`` the batches are real WDC
@@ -9,12 +11,18 @@ training rows (one labelled hard negative each), and the batch sampler's cost pe
 spread over the epoch's steps: planning the epoch for both, and for ``--batching clustered`` also the refresh (the
 callback embeds every distinct query once per epoch) and the clustering. Peak memory is each loss's own: a fresh
 child process per loss runs the same steps alone and reads its peak RSS (VmHWM). Uses the offline all-MiniLM-L6-v2.
+
+``--mini_batch_size N`` adds the arm inside :class:`~alc_hf.CachedLoss` (N texts an encoder pass). ``--steps 0``
+skips the timing (at batch sizes where one arm alone fills the memory) and measures only each arm's peak.
+``--memory_limit_gb`` caps each memory child's address space, so an arm that needs more fails to allocate and is
+reported as not fitting, instead of pushing the machine into swap or the OOM killer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,8 +53,15 @@ def training_step(loss: torch.nn.Module, optimizer: torch.optim.Optimizer, featu
     return time.perf_counter() - start
 
 
-def build_arms(model, arm: str) -> dict[str, torch.nn.Module]:
-    return {BASELINE: MultipleNegativesRankingLoss(model), arm: build_arm_loss(model, arm, {})}
+def build_arms(model, arm: str, mini_batch_size: int | None) -> dict[str, torch.nn.Module]:
+    arms = {BASELINE: MultipleNegativesRankingLoss(model), arm: build_arm_loss(model, arm, {})}
+    if mini_batch_size is not None:
+        arms[cached_arm(arm, mini_batch_size)] = build_arm_loss(model, arm, {"mini_batch_size": mini_batch_size})
+    return arms
+
+
+def cached_arm(arm: str, mini_batch_size: int) -> str:
+    return f"{arm} in CachedLoss({mini_batch_size})"
 
 
 def catalog_batches(model, batch_size: int, count: int) -> list[tuple[list, torch.Tensor]]:
@@ -106,16 +121,26 @@ def rss_mb(field: str) -> float:
 
 
 def measure_memory(arm: str, args: argparse.Namespace) -> None:
-    """Child process: the model, one loss, ``warmup + steps`` steps; prints RSS before them, and the peak."""
+    """Child process: the model, one loss, ``warmup + steps`` steps; prints RSS before them, the peak, and the step
+    seconds (or that the steps did not fit in ``memory_limit_gb``)."""
     torch.manual_seed(0)
     model = load_encoder(device="cpu")
-    loss = build_arms(model, args.arm)[arm]
+    loss = build_arms(model, args.arm, args.mini_batch_size)[arm]
     batches = BATCHES[args.rows](model, args.batch_size, args.warmup + args.steps)
     optimizer = torch.optim.AdamW(loss.parameters(), lr=1e-6)
     before = rss_mb("VmRSS")
-    for features, labels in batches:
-        training_step(loss, optimizer, features, labels)
-    print(json.dumps({"before_mb": before, "peak_mb": rss_mb("VmHWM")}))
+    if args.memory_limit_gb:
+        limit = int(args.memory_limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        seconds = [training_step(loss, optimizer, features, labels) for features, labels in batches]
+    except (MemoryError, RuntimeError) as error:
+        out_of_memory = isinstance(error, MemoryError) or "alloc" in str(error).lower()
+        if args.memory_limit_gb is None or not out_of_memory:
+            raise
+        print(json.dumps({"before_mb": before, "peak_mb": rss_mb("VmHWM"), "fits": False, "error": str(error)[:200]}))
+        return
+    print(json.dumps({"before_mb": before, "peak_mb": rss_mb("VmHWM"), "fits": True, "seconds": seconds}))
 
 
 BATCHES = {"catalog": catalog_batches, "wdc": wdc_batches}
@@ -130,6 +155,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--memory_steps", type=int, default=5, help="training steps of each memory child")
+    parser.add_argument("--mini_batch_size", type=int, help="also the arm inside CachedLoss, this many texts a pass")
+    parser.add_argument("--memory_limit_gb", type=float, help="address space of each memory child")
     parser.add_argument("--memory_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -138,8 +165,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = load_encoder(device="cpu")
-    batches = BATCHES[args.rows](model, args.batch_size, args.warmup + args.steps)
-    arms = build_arms(model, args.arm)
+    batches = BATCHES[args.rows](model, args.batch_size, args.warmup + args.steps) if args.steps else []
+    arms = build_arms(model, args.arm, args.mini_batch_size)
     optimizers = {name: torch.optim.AdamW(loss.parameters(), lr=1e-6) for name, loss in arms.items()}
     times: dict[str, list[float]] = {name: [] for name in arms}
     for step, (features, labels) in enumerate(batches):
@@ -148,32 +175,46 @@ def main() -> None:
             if step >= args.warmup:
                 times[name].append(seconds)
         print(f"step {step + 1}/{len(batches)}", flush=True)
-    sampler = {BASELINE: 0.0, args.arm: 0.0}
-    if args.rows == "wdc":
+    sampler = dict.fromkeys(arms, 0.0)
+    if args.rows == "wdc" and args.steps:
         costs = sampler_seconds_per_step(model, args.batch_size, args.batching)
-        sampler = {BASELINE: costs[BASELINE], args.arm: costs["arm"]}
+        sampler = {name: costs[BASELINE if name == BASELINE else "arm"] for name in arms}
         print(f"sampler per step over a WDC epoch of {costs['steps per epoch']} steps: {costs}")
 
     memory = {}
     for name in arms:
         command = [sys.executable, __file__, "--arm", args.arm, "--rows", args.rows, "--batch_size"]
         command += [str(args.batch_size), "--warmup", str(args.warmup), "--memory_steps", str(args.memory_steps)]
+        for option in ("mini_batch_size", "memory_limit_gb"):
+            if getattr(args, option) is not None:
+                command += [f"--{option}", str(getattr(args, option))]
         child = subprocess.run([*command, "--memory_child", name], capture_output=True, text=True, check=True)
         memory[name] = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"{name}: {memory[name]}", flush=True)
 
-    totals = {name: statistics.median(values) + sampler[name] for name, values in times.items()}
     print(
         f"\n{args.rows} rows, batch {args.batch_size}, {args.steps} timed steps per arm (after {args.warmup} warm-up), "
         f"interleaved; {args.arm} batches: {args.batching if args.rows == 'wdc' else 'fixed'}"
     )
     print("peak RSS: own child process, model + optimizer + training steps; 'training' = peak minus RSS before them")
-    for name, total in totals.items():
+    totals = {name: statistics.median(values) + sampler[name] for name, values in times.items() if values}
+    for name in arms:
         peak, before = memory[name]["peak_mb"], memory[name]["before_mb"]
-        print(
-            f"{name:30s} median {statistics.median(times[name]):.3f} s/step + sampler {sampler[name]:.4f} s = "
-            f"{total:.3f}  ratio {total / totals[BASELINE]:.3f}  peak RSS {peak:,.0f} MB "
-            f"(training {peak - before:,.0f} MB)"
+        fits = (
+            f"peak RSS {peak:,.0f} MB (training {peak - before:,.0f} MB)"
+            if memory[name]["fits"]
+            else f"does not fit in {args.memory_limit_gb:g} GB of address space"
         )
+        if name in totals:
+            timing = (
+                f"median {statistics.median(times[name]):.3f} s/step + sampler {sampler[name]:.4f} s = "
+                f"{totals[name]:.3f}  ratio {totals[name] / totals[BASELINE]:.3f}  "
+            )
+        elif memory[name]["fits"]:
+            timing = f"alone {statistics.median(memory[name]['seconds']):.1f} s/step  "
+        else:
+            timing = ""
+        print(f"{name:36s} {timing}{fits}")
 
 
 if __name__ == "__main__":

@@ -36,11 +36,11 @@ def two_process_results(tiny_encoder_dir, tmp_path_factory):
     return torch.load(output)
 
 
-@pytest.mark.parametrize("mode", ["ids", "texts"])
+@pytest.mark.parametrize("mode", ["ids", "texts", "ids cached"])
 def test_two_processes_match_one_process_on_the_whole_batch(tiny_encoder_dir, two_process_results, mode):
     parts, gradients = two_process_results[mode]
     expected_parts, expected_gradients = run(
-        tiny_encoder_dir, slice(0, len(QUERIES)), gather=False, with_label_ids=mode == "ids"
+        tiny_encoder_dir, slice(0, len(QUERIES)), gather=False, with_label_ids=mode != "texts"
     )
     assert set(parts) == {"base", "ql", "qb", "tcm"}
     for key in expected_parts:
@@ -50,8 +50,9 @@ def test_two_processes_match_one_process_on_the_whole_batch(tiny_encoder_dir, tw
         torch.testing.assert_close(gradients[name], expected_gradients[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_pair_head_gradients_are_averaged_across_processes(two_process_results):
-    assert two_process_results["pair_head_identical_across_processes"]
+@pytest.mark.parametrize("mode", ["ids", "ids cached"])
+def test_pair_head_gradients_are_averaged_across_processes(two_process_results, mode):
+    assert two_process_results[f"pair_head_identical_across_processes ({mode})"]
 
 
 def test_without_gathering_the_halves_differ_from_the_whole(tiny_encoder_dir, two_process_results):

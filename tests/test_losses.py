@@ -216,8 +216,8 @@ def test_a_gradient_caching_base_loss_is_refused_at_construction_with_what_to_us
     message = str(raised.value)
     assert message.startswith(f"{name} cannot wrap CachedMultipleNegativesRankingLoss: {name} needs the embeddings of")
     assert "computes them in mini-batches" in message
-    assert "Use MultipleNegativesRankingLoss(model) (the recipe's 'mnrl')" in message
-    assert "gradient_accumulation_steps" in message
+    assert "wrap the whole loss instead: CachedLoss(TCMLoss(model, ALCLoss(model)), mini_batch_size=64)" in message
+    assert "MultipleNegativesRankingLoss(model) (the recipe's 'mnrl')" in message
 
 
 def reference_matryoshka_tcm(raw: list[torch.Tensor], dims: list[int]) -> dict[str, torch.Tensor]:

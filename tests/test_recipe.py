@@ -84,7 +84,8 @@ def test_recipe_trains_evaluates_and_writes_every_output(tiny_encoder_dir, tmp_p
     assert "catalog_before_training" in card
 
 
-def test_two_processes_gather_negatives_and_save_one_model(tiny_encoder_dir, tmp_path):
+@pytest.mark.parametrize("cached", [[], ["--mini_batch_size", "5"]], ids=["uncached", "cached"])
+def test_two_processes_gather_negatives_and_save_one_model(tiny_encoder_dir, tmp_path, cached):
     command = [
         sys.executable,
         "-m",
@@ -110,6 +111,7 @@ def test_two_processes_gather_negatives_and_save_one_model(tiny_encoder_dir, tmp
         "false",
         "--use_cpu",
         "true",
+        *cached,
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, capture_output=True, text=True, timeout=420, env=env, cwd=tmp_path)

@@ -306,10 +306,10 @@ class WrappingLoss(InBatchLoss):
             raise TypeError(
                 f"{owner} cannot wrap {type(base_loss).__name__}: {owner} needs the embeddings of the whole batch at "
                 "once, with their gradients, to score every query against every candidate; a gradient-caching "
-                "(GradCache) loss computes them in mini-batches and never holds them together. Use "
-                "MultipleNegativesRankingLoss(model) (the recipe's 'mnrl') or the default base loss, with a per-device "
-                "batch that fits in memory; gradient_accumulation_steps keeps the optimiser's batch size (not the "
-                "number of in-batch negatives), and gather_across_devices=True on several devices adds negatives"
+                "(GradCache) loss computes them in mini-batches and never holds them together. For a batch beyond "
+                "memory, wrap the whole loss instead: CachedLoss(TCMLoss(model, ALCLoss(model)), mini_batch_size=64) "
+                "(the recipe's --mini_batch_size); for MNRL as the base, MultipleNegativesRankingLoss(model) (the "
+                "recipe's 'mnrl')"
             )
         if not callable(getattr(base_loss, "compute_loss_from_embeddings", None)):
             raise TypeError(

@@ -61,6 +61,7 @@ OPTION_RANGES: dict[str, OptionRange] = {
     "max_train_samples": _AT_LEAST_1,
     "cluster_size": _AT_LEAST_1,
     "pair_head_hidden_dim": _AT_LEAST_0,
+    "mini_batch_size": _AT_LEAST_1,
     "verifier_num_mined": _AT_LEAST_0,
     "verifier_max_train_samples": _AT_LEAST_1,
     "verifier_epochs": _POSITIVE,
@@ -127,6 +128,13 @@ class LossArguments:
     tcm: bool = field(default=True, metadata={"help": "Add the TCM regulariser."})
     pos_margin: float = field(default=0.9, metadata={"help": "TCM m+."})
     neg_margin: float = field(default=0.5, metadata={"help": "TCM m-."})
+    mini_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Embed each batch this many texts at a time and cache the gradients (CachedLoss): any "
+            "--per_device_train_batch_size fits in memory, with the same loss and gradients, for a second encoder pass."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_choice_option("base_loss", self.base_loss, tuple(BACKBONES))

@@ -9,7 +9,14 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import nn
 
-from alc_hf.losses import ALCLoss, HardestNegativeTripletLoss, MultiPositiveSoftmaxLoss, PairHead, TCMLoss
+from alc_hf.losses import (
+    ALCLoss,
+    CachedLoss,
+    HardestNegativeTripletLoss,
+    MultiPositiveSoftmaxLoss,
+    PairHead,
+    TCMLoss,
+)
 from alc_hf.losses.base import loss_chain
 
 __all__ = ["BACKBONES", "build_loss", "find_alc_loss", "find_pair_head", "pair_head_learning_rates"]
@@ -34,9 +41,11 @@ def build_loss(
     tcm: bool = True,
     pos_margin: float = 0.9,
     neg_margin: float = 0.5,
+    mini_batch_size: int | None = None,
     gather_across_devices: bool = False,
 ) -> nn.Module:
-    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off.
+    """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off; with
+    ``mini_batch_size``, inside :class:`~alc_hf.CachedLoss` (the same loss and gradients, bounded memory).
 
     ``base_loss`` is a backbone's name (:data:`BACKBONES`, resolved here and nowhere else) or a loss object that
     can share embeddings (such as ``MultipleNegativesRankingLoss(model)``)."""
@@ -64,6 +73,8 @@ def build_loss(
             neg_margin=neg_margin,
             gather_across_devices=gather_across_devices,
         )
+    if mini_batch_size is not None:
+        loss = CachedLoss(loss, mini_batch_size=mini_batch_size)
     return loss
 
 

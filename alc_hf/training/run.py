@@ -16,6 +16,7 @@ from alc_hf.core.metrics import target_name
 from alc_hf.evaluation import CoverageEvaluator, CoverageReport
 from alc_hf.evaluation.outputs import write_reports
 from alc_hf.evaluation.report import accept_score_caveats, accept_score_table
+from alc_hf.losses.base import loss_chain
 from alc_hf.losses.pair_head import PAIR_HEAD_FOLDER
 from alc_hf.training.hub import push_model_folder
 from alc_hf.training.loss_composition import find_alc_loss
@@ -134,7 +135,8 @@ def run_summary(
         )
         lines.append("(" + "; ".join(f"{key}: {LOSS_PARTS[key]}" for key in parts) + ")")
     # Each query's in-batch candidates in the last step (every process's when the loss gathers across devices).
-    candidates = getattr(loss, "last_num_candidates", None)
+    counted = [part.last_num_candidates for part in loss_chain(loss) if hasattr(part, "last_num_candidates")]
+    candidates = counted[0] if counted else None
     if candidates is not None:
         lines.append(
             f"in-batch candidates per query (last step): {candidates} over {trainer.args.world_size} process(es)"
