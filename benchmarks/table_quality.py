@@ -94,6 +94,7 @@ ARMS: dict[str, tuple[str, bool, bool]] = {
     "mnrl": ("mnrl", False, False),
     "mnrl_in_batch_hardness": ("mnrl_in_batch_hardness", False, False),
     "mnrl_hard_negative_hardness": ("mnrl_hard_negative_hardness", False, False),
+    "mnrl_hard_negative_hardness_tcm": ("mnrl_hard_negative_hardness", False, True),
     "mnrl_tcm": ("mnrl", False, True),
     "alc_tcm": ("softmax", True, True),
     "softmax": ("softmax", False, False),
