@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import nn
 from transformers import TrainerCallback, set_seed
 
@@ -209,10 +208,9 @@ MNRL_BACKBONES: dict[str, dict[str, Any]] = {
 
 def build_arm_loss(model: SentenceTransformer, arm: str, loss_options: dict[str, float]) -> nn.Module:
     backbone, alc, tcm = ARMS[arm]
-    base: str | nn.Module = (
-        MultipleNegativesRankingLoss(model, **MNRL_BACKBONES[backbone]) if backbone in MNRL_BACKBONES else backbone
-    )
-    return build_loss(model, base, alc=alc, tcm=tcm, **loss_options)
+    if backbone in MNRL_BACKBONES:
+        return build_loss(model, "mnrl", alc=alc, tcm=tcm, **MNRL_BACKBONES[backbone], **loss_options)
+    return build_loss(model, backbone, alc=alc, tcm=tcm, **loss_options)
 
 
 def describe_loss_chain(loss: nn.Module) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
 from alc_hf import ALCLoss, PairHead, TCMLoss
 from alc_hf.training.checkpoints import checkpoint_to_resume
@@ -420,6 +421,21 @@ def test_recipe_reports_a_model_it_cannot_load(tmp_path):
     )
     assert completed.returncode != 0
     assert "cannot load the encoder 'nobody/no-such-model'" in completed.stderr
+
+
+def test_hardness_weighted_mnrl_is_a_recipe_backbone(tiny_model):
+    from alc_hf.losses.base import loss_chain
+
+    arguments = train_program().ARGUMENTS
+    options = ["--output_dir", "x", "--base_loss", "mnrl", "--hardness_mode", "hard_negatives"]
+    _, _, _, loss_args, *_ = parse_recipe_arguments(arguments, [*options, "--hardness_strength", "5", "--alc", "false"])
+    backbone = list(loss_chain(build_loss(tiny_model, **dataclasses.asdict(loss_args))))[-1]
+    assert isinstance(backbone, MultipleNegativesRankingLoss)
+    assert (backbone.hardness_mode, backbone.hardness_strength) == ("hard_negatives", 5.0)
+    with pytest.raises(ValueError, match="hardness_mode 'hard_negatives' weights MultipleNegativesRankingLoss's"):
+        parse_recipe_arguments(arguments, ["--output_dir", "x", "--hardness_mode", "hard_negatives"])
+    with pytest.raises(ValueError, match="hardness_mode"):
+        parse_recipe_arguments(arguments, [*options[:-1], "hardest"])
 
 
 def test_loss_defaults_are_the_loss_classes_own():

@@ -21,7 +21,7 @@ from alc_hf.losses.alc import check_alc_options
 from alc_hf.losses.tcm import check_tcm_margins
 from alc_hf.models import DEFAULT_MODEL
 from alc_hf.models.verifier import DEFAULT_MAX_LENGTH
-from alc_hf.training.loss_composition import BACKBONES
+from alc_hf.training.loss_composition import BACKBONES, check_hardness_options
 from alc_hf.training.verifier import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -32,8 +32,8 @@ from alc_hf.training.verifier import (
 )
 
 BATCHING = ("random", "clustered")
-
-
+# sentence-transformers' MultipleNegativesRankingLoss(hardness_mode=...): which negatives get the extra weight.
+HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
 _AT_LEAST_0, _AT_LEAST_1, _POSITIVE = OptionRange(0), OptionRange(1), OptionRange(0, low_included=False)
 # Every numeric option a run could misread, checked when the options are parsed: before any data is read or any model
 # loaded (transformers would take --max_steps -3 for "no limit" and train a whole epoch). The loss's own options
@@ -62,6 +62,7 @@ OPTION_RANGES: dict[str, OptionRange] = {
     "cluster_size": _AT_LEAST_1,
     "pair_head_hidden_dim": _AT_LEAST_0,
     "mini_batch_size": _AT_LEAST_1,
+    "hardness_strength": _AT_LEAST_0,
     "verifier_num_mined": _AT_LEAST_0,
     "verifier_max_train_samples": _AT_LEAST_1,
     "verifier_epochs": _POSITIVE,
@@ -128,6 +129,16 @@ class LossArguments:
     tcm: bool = field(default=True, metadata={"help": "Add the TCM regulariser."})
     pos_margin: float = field(default=0.9, metadata={"help": "TCM m+."})
     neg_margin: float = field(default=0.5, metadata={"help": "TCM m-."})
+    hardness_mode: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --base_loss mnrl, weight its hardest negatives (sentence-transformers 6.2): one of "
+            f"{HARDNESS_MODES}."
+        },
+    )
+    hardness_strength: float = field(
+        default=0.0, metadata={"help": "With --hardness_mode, the weight α of α·cos on those negatives' logits."}
+    )
     mini_batch_size: int | None = field(
         default=None,
         metadata={
@@ -141,6 +152,9 @@ class LossArguments:
         check_option_ranges(self, OPTION_RANGES)
         check_alc_options(self.ql_weight, self.qb_weight, self.num_negatives, self.head_warmup_steps)
         check_tcm_margins(self.pos_margin, self.neg_margin)
+        if self.hardness_mode is not None:
+            check_choice_option("hardness_mode", self.hardness_mode, HARDNESS_MODES)
+        check_hardness_options(self.base_loss, self.hardness_mode)
 
 
 @dataclass

@@ -19,7 +19,14 @@ from alc_hf.losses import (
 )
 from alc_hf.losses.base import loss_chain
 
-__all__ = ["BACKBONES", "build_loss", "find_alc_loss", "find_pair_head", "pair_head_learning_rates"]
+__all__ = [
+    "BACKBONES",
+    "build_loss",
+    "check_hardness_options",
+    "find_alc_loss",
+    "find_pair_head",
+    "pair_head_learning_rates",
+]
 
 # The backbones the recipe names; the loss classes themselves take loss objects.
 BACKBONES = {
@@ -42,17 +49,22 @@ def build_loss(
     pos_margin: float = 0.9,
     neg_margin: float = 0.5,
     mini_batch_size: int | None = None,
+    hardness_mode: str | None = None,
+    hardness_strength: float = 0.0,
     gather_across_devices: bool = False,
 ) -> nn.Module:
     """``TCMLoss(ALCLoss(base_loss))`` with the parts switched on, or the backbone alone when both are off; with
     ``mini_batch_size``, inside :class:`~alc_hf.CachedLoss` (the same loss and gradients, bounded memory).
 
     ``base_loss`` is a backbone's name (:data:`BACKBONES`, resolved here and nowhere else) or a loss object that
-    can share embeddings (such as ``MultipleNegativesRankingLoss(model)``)."""
+    can share embeddings (such as ``MultipleNegativesRankingLoss(model)``). ``hardness_mode`` and
+    ``hardness_strength`` go to ``"mnrl"`` (sentence-transformers' weighting of the hardest negatives)."""
+    check_hardness_options(base_loss, hardness_mode)
     if isinstance(base_loss, str):
         if base_loss not in BACKBONES:
             raise ValueError(f"unknown base_loss {base_loss!r}; expected one of {sorted(BACKBONES)} or a loss object")
-        base_loss = BACKBONES[base_loss](model, gather_across_devices=gather_across_devices)
+        hardness = {"hardness_mode": hardness_mode, "hardness_strength": hardness_strength} if hardness_mode else {}
+        base_loss = BACKBONES[base_loss](model, gather_across_devices=gather_across_devices, **hardness)
     loss = base_loss
     if alc:
         loss = ALCLoss(
@@ -76,6 +88,15 @@ def build_loss(
     if mini_batch_size is not None:
         loss = CachedLoss(loss, mini_batch_size=mini_batch_size)
     return loss
+
+
+def check_hardness_options(base_loss: str | nn.Module, hardness_mode: str | None) -> None:
+    """The ValueError for a hardness weighting asked of a backbone that has none (callable before a model exists)."""
+    if hardness_mode is not None and base_loss != "mnrl":
+        raise ValueError(
+            f"hardness_mode {hardness_mode!r} weights MultipleNegativesRankingLoss's hardest negatives: it needs "
+            f"base_loss 'mnrl', got {base_loss!r}"
+        )
 
 
 def find_alc_loss(loss: nn.Module) -> ALCLoss | None:
