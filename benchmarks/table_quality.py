@@ -54,7 +54,7 @@ from transformers import TrainerCallback, set_seed
 
 from alc_hf.core.clustering import batch_hardness
 from alc_hf.core.files import write_atomically
-from alc_hf.core.metrics import finite_or_none
+from alc_hf.core.metrics import finite_or_none, target_name
 from alc_hf.data import (
     EvaluationView,
     QueryLabelData,
@@ -120,6 +120,7 @@ TARGET_PRECISIONS = (0.9, 0.95)
 PRECISION_AT_K = (1, 5)
 SELECTION_SEED = 0
 COLUMNS = (
+    ("valid_c@1_p90", "valid C@1@90"),
     ("p@1", "P@1"),
     ("c@1_p90", "C@1@90 cal."),
     ("c@1_p90_precision", "prec. @90"),
@@ -360,14 +361,26 @@ def row_name(arm: str, batching: str | None, accept_score: str) -> str:
     return name if accept_score == "cosine" else f"{name} [{accept_score} accept]"
 
 
+def valid_coverage(report: dict) -> dict[str, float]:
+    """``valid_c@1_pXX``: the share of the calibration split (valid) that the threshold calibrated there accepts, 0
+    where no threshold reaches XX% on it. A configuration is chosen on this figure, never on test's."""
+    return {
+        f"valid_c@1_{target_name(entry['target_precision'])}": entry["calibration"]["coverage"]
+        if entry["reachable"]
+        else 0.0
+        for entry in report["coverage_at"]["1"]
+    }
+
+
 def summarise(runs: list[dict]) -> dict:
     """Per table row (arm, batching, accept score): mean, standard deviation (ddof 1) and count of every metric
     over seeds; NaN / None figures are left out of the mean and counted in ``missing``."""
     grouped: dict[str, list[dict]] = {}
     for run in runs:
         for accept_score, record in run["accept_scores"].items():
+            metrics = {**valid_coverage(record["report"]), **record["metrics"]}
             grouped.setdefault(row_name(run["arm"], run["batching"], accept_score), []).append(
-                {"seed": run["seed"], "metrics": record["metrics"]}
+                {"seed": run["seed"], "metrics": metrics}
             )
     summary = {}
     for name, entries in grouped.items():
@@ -407,7 +420,8 @@ def tables(results: dict) -> str:
         "| arm / batching | seeds | " + " | ".join(header for _, header in COLUMNS) + " |",
         "|---|---|" + "---|" * len(COLUMNS),
     ]
-    for name, entry in results["summary"].items():
+    # Recomputed from the runs, so a JSON written before a column was added still prints it.
+    for name, entry in summarise(results["runs"]).items():
         seeds = "-" if name.startswith(OFF_THE_SHELF) else " ".join(str(seed) for seed in entry["seeds"])
         figures = " | ".join(cell(entry["figures"].get(metric)) for metric, _ in COLUMNS)
         lines.append(f"| {name} | {seeds} | {figures} |")
