@@ -116,7 +116,13 @@ class LossArguments:
     base_loss: str = field(
         default="softmax", metadata={"help": f"Backbone: one of {tuple(BACKBONES)} (mnrl: MultipleNegativesRanking)."}
     )
-    alc: bool = field(default=True, metadata={"help": "Add the ALC pair-head objectives (L_ql and L_qb)."})
+    alc: bool = field(
+        default=True,
+        metadata={
+            "help": "Add the ALC pair-head objectives (L_ql and L_qb); they train the pair head. Their coverage gain "
+            "over TCM alone was within the seed spread at batch 32 on the sets measured (docs/benchmarks.md)."
+        },
+    )
     ql_weight: float = field(default=1.0, metadata={"help": "β1, weight of L_ql."})
     qb_weight: float = field(default=1.0, metadata={"help": "β2, weight of L_qb."})
     num_negatives: int = field(default=2, metadata={"help": "k, hardest in-batch negatives for L_qb."})
