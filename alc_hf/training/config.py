@@ -120,7 +120,8 @@ class LossArguments:
         default=True,
         metadata={
             "help": "Add the ALC pair-head objectives (L_ql and L_qb); they train the pair head. Their coverage gain "
-            "over TCM alone was within the seed spread at batch 32 on the sets measured (docs/benchmarks.md)."
+            "over TCM alone was within the seed spread at batch 32 on the sets measured, and nil at batch 128 on WDC "
+            "(docs/benchmarks.md)."
         },
     )
     ql_weight: float = field(default=1.0, metadata={"help": "β1, weight of L_ql."})
